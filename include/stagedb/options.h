@@ -1,0 +1,40 @@
+// Options for opening a database, and the per-transaction limits.
+#ifndef STAGEDB_OPTIONS_H_
+#define STAGEDB_OPTIONS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace stagedb {
+
+// Commit timestamps: each commit gets the next one; 0 is the empty database.
+using Timestamp = uint64_t;
+
+// What one transaction (a mutation or a query) may do, as Convex limits it. Exceeding a limit
+// fails the transaction with ResourceExhausted naming the limit, the amount and the option.
+struct TransactionLimits {
+  size_t max_documents_read = 32'000;
+  size_t max_bytes_read = size_t{16} << 20;
+  size_t max_documents_written = 16'000;
+  size_t max_bytes_written = size_t{16} << 20;
+  size_t max_read_ranges = 4'096;  // index ranges scanned and documents fetched by id
+};
+
+struct Options {
+  // The database directory (LMDB's data.mdb and lock.mdb); created when missing.
+  std::string path;
+  // Where the schema comes from: every `*.json` file in `schema_dir`, or the text of one schema
+  // file in `schema_json`. With neither, the schema stored in the database is used as it is.
+  std::string schema_dir;
+  std::string schema_json;
+  // The LMDB map starts at `initial_map_size` and doubles when full, up to `max_map_size`;
+  // past that a write fails with ResourceExhausted and the database stays as it was.
+  size_t initial_map_size = size_t{16} << 20;
+  size_t max_map_size = size_t{64} << 30;
+  TransactionLimits limits;
+};
+
+}  // namespace stagedb
+
+#endif  // STAGEDB_OPTIONS_H_

@@ -1,0 +1,36 @@
+// Transaction: the Reader of a mutation, plus writes. Writes are validated against the schema
+// when made (a failed write returns its error and changes nothing) and buffered; reads see them.
+// They reach the database only when the mutation's function returns OK, all at once.
+#ifndef STAGEDB_TRANSACTION_H_
+#define STAGEDB_TRANSACTION_H_
+
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "stagedb/id.h"
+#include "stagedb/reader.h"
+#include "stagedb/value.h"
+
+namespace stagedb {
+
+class Transaction : public Reader {
+ public:
+  // Inserts a document (user fields only; `_id` and `_creationTime` are assigned) and returns
+  // its id. Unique indexes are checked here: a duplicate is AlreadyExists naming index and value.
+  absl::StatusOr<DocumentId> Insert(std::string_view table, Object fields);
+  // Shallow merge: each given field is set; a field given Undefined{} is removed.
+  absl::Status Patch(const DocumentId& id, Object fields);
+  // Replaces all user fields; system fields stay.
+  absl::Status Replace(const DocumentId& id, Object fields);
+  // Deletes the document; NotFound when it does not exist.
+  absl::Status Delete(const DocumentId& id);
+
+ private:
+  friend class internal::TransactionState;
+  explicit Transaction(internal::TransactionState* state) : Reader(state) {}
+};
+
+}  // namespace stagedb
+
+#endif  // STAGEDB_TRANSACTION_H_

@@ -1,0 +1,154 @@
+// Value: the Convex-style value model of stagedb documents.
+//
+// A Value is one of null, int64, float64, boolean, string (valid UTF-8), bytes, array or object.
+// A ninth state, undefined, means "no value": it is what a missing field reads as, what sorts
+// first in an index, and the marker that removes a field in Transaction::Patch. It is never stored.
+//
+// Total order across types (as Convex sorts them):
+//   undefined < null < int64 < float64 < boolean < string < bytes < array < object
+// Every int64 sorts below every float64. Within a type:
+//   - int64 numerically;
+//   - float64 by IEEE total order: -inf < ... < -0.0 < +0.0 < ... < +inf < NaN (every NaN is the
+//     same value, so -0.0 and +0.0 are different values but all NaNs are equal);
+//   - false < true;
+//   - strings and bytes bytewise (UTF-8 bytes; a proper prefix sorts first);
+//   - arrays element by element, a proper prefix first;
+//   - objects field by field in ascending field-name order, comparing (name, value) pairs, a
+//     proper prefix first.
+// Equality is exactly Compare(a, b) == 0.
+#ifndef STAGEDB_VALUE_H_
+#define STAGEDB_VALUE_H_
+
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace stagedb {
+
+class Value;
+
+// Byte strings, distinct from (UTF-8) strings.
+struct Bytes {
+  std::string data;
+  friend bool operator==(const Bytes&, const Bytes&) = default;
+};
+
+using Array = std::vector<Value>;
+using Object = std::map<std::string, Value, std::less<>>;
+
+enum class Type : uint8_t {
+  kUndefined = 0,
+  kNull,
+  kInt64,
+  kFloat64,
+  kBoolean,
+  kString,
+  kBytes,
+  kArray,
+  kObject,
+};
+
+// "int64", "float64", ...: used in error messages.
+std::string_view TypeName(Type type);
+
+struct Undefined {
+  friend bool operator==(Undefined, Undefined) = default;
+};
+
+class Value {
+ public:
+  Value() : rep_(nullptr) {}  // null
+  Value(std::nullptr_t) : rep_(nullptr) {}
+  Value(Undefined) : rep_(Undefined{}) {}
+  Value(bool b) : rep_(b) {}
+  Value(int i) : rep_(int64_t{i}) {}
+  Value(long i) : rep_(int64_t{i}) {}
+  Value(long long i) : rep_(static_cast<int64_t>(i)) {}
+  Value(unsigned u) : rep_(int64_t{u}) {}
+  Value(double d) : rep_(d) {}
+  Value(const char* s) : rep_(std::string(s)) {}
+  Value(std::string_view s) : rep_(std::string(s)) {}
+  Value(std::string s) : rep_(std::move(s)) {}
+  Value(Bytes b) : rep_(std::move(b)) {}
+  Value(Array a) : rep_(std::move(a)) {}
+  Value(Object o) : rep_(std::move(o)) {}
+
+  static Value Int64(int64_t i) { return Value(static_cast<long long>(i)); }
+  static Value Float64(double d) { return Value(d); }
+
+  Type type() const { return static_cast<Type>(rep_.index()); }
+  bool is_undefined() const { return type() == Type::kUndefined; }
+  bool is_null() const { return type() == Type::kNull; }
+  bool is_int64() const { return type() == Type::kInt64; }
+  bool is_float64() const { return type() == Type::kFloat64; }
+  bool is_boolean() const { return type() == Type::kBoolean; }
+  bool is_string() const { return type() == Type::kString; }
+  bool is_bytes() const { return type() == Type::kBytes; }
+  bool is_array() const { return type() == Type::kArray; }
+  bool is_object() const { return type() == Type::kObject; }
+
+  // Accessors; calling one for another type is a programming error (checked by std::get).
+  int64_t as_int64() const { return std::get<int64_t>(rep_); }
+  double as_float64() const { return std::get<double>(rep_); }
+  bool as_boolean() const { return std::get<bool>(rep_); }
+  const std::string& as_string() const { return std::get<std::string>(rep_); }
+  const Bytes& as_bytes() const { return std::get<Bytes>(rep_); }
+  const Array& as_array() const { return std::get<Array>(rep_); }
+  Array& as_array() { return std::get<Array>(rep_); }
+  const Object& as_object() const { return std::get<Object>(rep_); }
+  Object& as_object() { return std::get<Object>(rep_); }
+
+  // Object field lookup: the field's value, or undefined when this is not an object or the
+  // field is missing.
+  const Value& operator[](std::string_view field) const;
+
+  friend bool operator==(const Value& a, const Value& b);
+  friend std::strong_ordering operator<=>(const Value& a, const Value& b);
+
+ private:
+  std::variant<Undefined, std::nullptr_t, int64_t, double, bool, std::string, Bytes, Array,
+               Object>
+      rep_;
+};
+
+// Negative, zero or positive as a sorts before, with or after b in the total order above.
+int Compare(const Value& a, const Value& b);
+
+// A short human-readable rendering for error messages (JSON text, cut at `max_len` bytes).
+std::string DebugString(const Value& value, size_t max_len = 120);
+
+// ---- JSON text ----
+// stagedb's JSON form keeps every value distinct:
+//   null, true/false, strings: as JSON;
+//   float64: a JSON number (always written with a fraction or exponent, e.g. 1.0); non-finite
+//            values as {"$float": "NaN" | "Infinity" | "-Infinity"};
+//   int64:   {"$integer": "<decimal>"}, e.g. {"$integer": "-42"};
+//   bytes:   {"$bytes": "<standard base64>"};
+//   arrays and objects: as JSON. Object keys starting with '$' are reserved for these forms.
+// On input a plain JSON number is float64 (as in Convex); int64 needs the $integer form.
+absl::StatusOr<Value> ValueFromJson(std::string_view json);
+std::string ValueToJson(const Value& value);
+
+// ---- Limits ----
+inline constexpr size_t kMaxDocumentBytes = 1 << 20;  // encoded document size
+inline constexpr int kMaxNestingDepth = 16;           // a document is depth 1
+inline constexpr size_t kMaxFieldNameBytes = 1024;
+inline constexpr size_t kMaxObjectFields = 1024;
+inline constexpr size_t kMaxArrayElements = 8192;
+
+// Checks a value that is to be stored (inside a document): no undefined, strings valid UTF-8,
+// nesting at most kMaxNestingDepth (counting `depth` for `value` itself), field names non-empty,
+// at most kMaxFieldNameBytes, not starting with '$', array and object sizes within limits.
+// Errors name the path of the offending value (e.g. `meta.tags[2]`), prefixed by `path`.
+absl::Status ValidateStoredValue(const Value& value, std::string_view path = "", int depth = 1);
+
+}  // namespace stagedb
+
+#endif  // STAGEDB_VALUE_H_

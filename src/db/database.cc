@@ -1,0 +1,329 @@
+#include "stagedb/database.h"
+
+#include <openssl/rand.h>
+
+#include <exception>
+#include <map>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "schema/catalog.h"
+#include "schema/schema.h"
+#include "stagedb/key_codec.h"
+#include "storage/lmdb_store.h"
+#include "transactions/transaction_state.h"
+#include "values/document_codec.h"
+
+namespace stagedb {
+namespace internal {
+namespace {
+
+constexpr std::string_view kSchemaKey = "schema";
+constexpr std::string_view kCatalogKey = "catalog";
+constexpr std::string_view kCommitTimestampKey = "commit_ts";
+constexpr std::string_view kCursorSecretKey = "cursor_secret";
+
+absl::StatusOr<Timestamp> ReadCommitTimestamp(StoreTxn& txn) {
+  absl::StatusOr<std::optional<std::string_view>> bytes =
+      txn.Get(StoreDb::kMeta, kCommitTimestampKey);
+  if (!bytes.ok()) return bytes.status();
+  if (!bytes->has_value()) return 0;
+  if ((*bytes)->size() != 8) return absl::DataLossError("commit timestamp is corrupt");
+  Timestamp ts = 0;
+  for (unsigned char c : **bytes) ts = (ts << 8) | c;
+  return ts;
+}
+
+absl::Status WriteCommitTimestamp(StoreTxn& txn, Timestamp ts) {
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(ts >> (56 - 8 * i));
+  return txn.Put(StoreDb::kMeta, kCommitTimestampKey, bytes);
+}
+
+// Calls `fn` for every entry of [prefix, PrefixEnd(prefix)) with its key and value.
+absl::Status ForEachEntry(StoreTxn& txn, const std::string& prefix,
+                          absl::FunctionRef<absl::Status(std::string_view, std::string_view)> fn) {
+  absl::StatusOr<StoreCursor> cursor = txn.OpenCursor(StoreDb::kData);
+  if (!cursor.ok()) return cursor.status();
+  const std::string end = PrefixEnd(prefix);
+  for (absl::StatusOr<bool> found = cursor->SeekAtOrAfter(prefix);; found = cursor->Next()) {
+    if (!found.ok()) return found.status();
+    if (!*found || cursor->key() >= end) return absl::OkStatus();
+    if (absl::Status s = fn(cursor->key(), cursor->value()); !s.ok()) return s;
+  }
+}
+
+// Applies the change from `old` (null for a new database) to `next` inside `txn`: checks that
+// stored documents satisfy changed tables, backfills new indexes and drops removed ones. Every
+// violation is collected so the refusal names them all.
+absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
+  if (old == nullptr) return absl::OkStatus();
+  std::vector<std::string> problems;
+  absl::flat_hash_set<uint32_t> next_index_ids;
+  for (const TableInfo& table : next.tables()) {
+    for (const IndexInfo* index : table.indexes) next_index_ids.insert(index->id);
+  }
+  absl::flat_hash_set<uint32_t> old_index_ids;
+  for (const TableInfo& table : old->tables()) {
+    for (const IndexInfo* index : table.indexes) old_index_ids.insert(index->id);
+    if (next.FindTable(table.name) != nullptr) continue;
+    size_t count = 0;
+    absl::Status s = ForEachEntry(txn, table.by_id->prefix, [&](auto, auto) {
+      ++count;
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    if (count > 0) {
+      problems.push_back(absl::StrFormat(
+          "table \"%s\": it has %d documents but is not in the new schema", table.name, count));
+    }
+  }
+  auto table_number = [&next](std::string_view name) { return next.TableNumber(name); };
+
+  for (const TableInfo& table : next.tables()) {
+    const TableInfo* before = old->FindTable(table.name);
+    if (before == nullptr) continue;  // a new table is empty
+    const bool fields_changed = before->def->document.ToJson() != table.def->document.ToJson();
+    std::vector<const IndexInfo*> new_indexes;
+    for (const IndexInfo* index : table.indexes) {
+      if (!old_index_ids.contains(index->id)) new_indexes.push_back(index);
+    }
+    if (!fields_changed && new_indexes.empty()) continue;
+
+    // One pass over the table: validate each document, and collect its new index entries.
+    struct FieldProblem {
+      size_t count = 0;
+      std::string example;
+    };
+    std::map<std::string, FieldProblem> field_problems;
+    std::vector<std::pair<std::string, std::string>> entries;
+    // The unique part of each new unique index's keys seen so far: a repeat is a duplicate.
+    absl::flat_hash_set<std::string> unique_prefixes;
+    absl::Status s = ForEachEntry(txn, table.by_id->prefix, [&](std::string_view key,
+                                                                 std::string_view bytes) {
+      absl::StatusOr<Object> document = DecodeDocument(bytes);
+      if (!document.ok()) return document.status();
+      if (fields_changed) {
+        std::vector<Violation> violations;
+        table.def->document.CheckDocument(*document, table_number, &violations);
+        for (const Violation& violation : violations) {
+          FieldProblem& problem = field_problems[violation.path];
+          if (problem.count++ == 0) {
+            problem.example = absl::StrFormat("document \"%s\": %s",
+                                              (*document)["_id"].as_string(), violation.message);
+          }
+        }
+      }
+      const std::string id_suffix(key.substr(table.by_id->prefix.size()));
+      for (const IndexInfo* index : new_indexes) {
+        if (index->unique &&
+            !unique_prefixes.insert(index->KeyPrefixFor(*document, index->declared_fields))
+                 .second) {
+          std::vector<std::string> values;
+          for (size_t f = 0; f < index->declared_fields; ++f) {
+            values.push_back(absl::StrFormat(
+                "%s = %s", index->key_fields[f],
+                DebugString(ValueAtPath(*document, index->key_paths[f]), 60)));
+          }
+          problems.push_back(absl::StrFormat(
+              "table \"%s\": new unique index \"%s\" would have two documents with %s",
+              table.name, index->name, absl::StrJoin(values, ", ")));
+        }
+        entries.emplace_back(index->KeyFor(*document), id_suffix);
+      }
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    for (const auto& [path, problem] : field_problems) {
+      problems.push_back(absl::StrFormat("table \"%s\" field \"%s\": %d document(s) violate "
+                                         "the new schema, e.g. %s",
+                                         table.name, path, problem.count, problem.example));
+    }
+    // Backfill (undone with the transaction if a problem refuses the change).
+    std::sort(entries.begin(), entries.end());
+    for (const auto& [key, value] : entries) {
+      if (absl::Status put = txn.Put(StoreDb::kData, key, value); !put.ok()) return put;
+    }
+  }
+  if (!problems.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("schema change refused; the stored documents do not fit it:\n  %s",
+                        absl::StrJoin(problems, "\n  ")));
+  }
+  // Drop the entries of indexes (and tables) that are gone or changed.
+  for (uint32_t id : old_index_ids) {
+    if (next_index_ids.contains(id)) continue;
+    std::vector<std::string> keys;
+    absl::Status s = ForEachEntry(txn, IndexPrefix(id), [&](std::string_view key, auto) {
+      keys.emplace_back(key);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    for (const std::string& key : keys) {
+      if (absl::Status d = txn.Delete(StoreDb::kData, key); !d.ok()) return d;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CallGuarded(absl::FunctionRef<absl::Status()> fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return absl::UnknownError(absl::StrFormat("the function threw an exception: %s", e.what()));
+  } catch (...) {
+    return absl::UnknownError("the function threw a non-standard exception");
+  }
+}
+
+// Set while this thread runs a mutation: a nested Mutate would wait for its own write lock.
+thread_local bool in_mutation = false;
+
+}  // namespace
+
+class DatabaseImpl {
+ public:
+  Options options;
+  std::unique_ptr<LmdbStore> store;
+  std::unique_ptr<Catalog> catalog;
+  std::string cursor_secret;
+};
+
+}  // namespace internal
+
+using internal::DatabaseImpl;
+using internal::StoreDb;
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
+  auto impl = std::make_unique<DatabaseImpl>();
+  absl::StatusOr<std::unique_ptr<internal::LmdbStore>> store =
+      internal::LmdbStore::Open(options.path, options.initial_map_size, options.max_map_size);
+  if (!store.ok()) return store.status();
+  impl->store = *std::move(store);
+
+  absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl->store->BeginWrite();
+  if (!txn.ok()) return txn.status();
+  auto meta = [&](std::string_view key) -> absl::StatusOr<std::optional<std::string>> {
+    absl::StatusOr<std::optional<std::string_view>> value = (*txn)->Get(StoreDb::kMeta, key);
+    if (!value.ok()) return value.status();
+    if (!value->has_value()) return std::nullopt;
+    return std::string(**value);
+  };
+  absl::StatusOr<std::optional<std::string>> stored_schema = meta(internal::kSchemaKey);
+  absl::StatusOr<std::optional<std::string>> stored_catalog = meta(internal::kCatalogKey);
+  absl::StatusOr<std::optional<std::string>> secret = meta(internal::kCursorSecretKey);
+  for (const auto* s : {&stored_schema, &stored_catalog, &secret}) {
+    if (!s->ok()) return s->status();
+  }
+
+  std::unique_ptr<internal::Catalog> old_catalog;
+  nlohmann::json catalog_json;
+  if (stored_schema->has_value()) {
+    absl::StatusOr<internal::Schema> old_schema =
+        internal::Schema::FromJsonText(**stored_schema, "stored in the database");
+    if (!old_schema.ok()) return old_schema.status();
+    catalog_json = nlohmann::json::parse(stored_catalog->value_or("{}"), nullptr, false);
+    old_catalog = internal::Catalog::Build(*std::move(old_schema), catalog_json);
+  }
+
+  absl::StatusOr<internal::Schema> schema = internal::Schema{};
+  if (!options.schema_dir.empty()) {
+    schema = internal::Schema::FromDirectory(options.schema_dir);
+  } else if (!options.schema_json.empty()) {
+    schema = internal::Schema::FromJsonText(options.schema_json, "Options::schema_json");
+  } else if (stored_schema->has_value()) {
+    schema = internal::Schema::FromJsonText(**stored_schema, "stored in the database");
+  }
+  if (!schema.ok()) return schema.status();
+  if (absl::Status s = schema->CheckReferences(); !s.ok()) return s;
+  impl->catalog = internal::Catalog::Build(*std::move(schema), catalog_json);
+  if (absl::Status s = internal::Evolve(**txn, old_catalog.get(), *impl->catalog); !s.ok()) {
+    return s;
+  }
+
+  if (secret->has_value()) {
+    impl->cursor_secret = **secret;
+  } else {
+    impl->cursor_secret.resize(32);
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(impl->cursor_secret.data()), 32) != 1) {
+      return absl::InternalError("no random bytes for the cursor secret");
+    }
+  }
+  for (const auto& [key, value] :
+       {std::pair{internal::kSchemaKey, impl->catalog->schema().ToJsonText()},
+        std::pair{internal::kCatalogKey, impl->catalog->ToJson().dump()},
+        std::pair{internal::kCursorSecretKey, impl->cursor_secret}}) {
+    if (absl::Status s = (*txn)->Put(StoreDb::kMeta, key, value); !s.ok()) return s;
+  }
+  if (absl::Status s = (*txn)->Commit(); !s.ok()) return s;
+  impl->options = std::move(options);
+  return std::unique_ptr<Database>(new Database(std::move(impl)));
+}
+
+Database::Database(std::unique_ptr<DatabaseImpl> impl) : impl_(std::move(impl)) {}
+Database::~Database() = default;
+
+absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)> fn,
+                                   Timestamp* commit_timestamp) {
+  if (internal::in_mutation) {
+    return absl::FailedPreconditionError(
+        "Mutate was called from inside a mutation; use the Transaction it was given");
+  }
+  internal::in_mutation = true;
+  struct Reset {
+    ~Reset() { internal::in_mutation = false; }
+  } reset;
+
+  for (;;) {
+    absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl_->store->BeginWrite();
+    if (!txn.ok()) return txn.status();
+    absl::StatusOr<Timestamp> ts = internal::ReadCommitTimestamp(**txn);
+    if (!ts.ok()) return ts.status();
+    absl::Status status;
+    {
+      internal::TransactionState state(*impl_->catalog, **txn, impl_->options.limits, *ts,
+                                       impl_->cursor_secret);
+      status = internal::CallGuarded([&] { return fn(state.transaction()); });
+      if (!status.ok()) return status;
+      if (!state.has_writes()) {
+        if (commit_timestamp != nullptr) *commit_timestamp = *ts;
+        return absl::OkStatus();
+      }
+      status = state.ApplyWrites();
+    }
+    if (status.ok()) status = internal::WriteCommitTimestamp(**txn, *ts + 1);
+    if (status.ok()) status = (*txn)->Commit();
+    if (status.ok()) {
+      if (commit_timestamp != nullptr) *commit_timestamp = *ts + 1;
+      return absl::OkStatus();
+    }
+    if (!internal::IsMapFull(status)) return status;
+    // The map is full: nothing was written. Grow it and run the mutation again.
+    txn->reset();
+    if (absl::Status grown = impl_->store->Grow(); !grown.ok()) return grown;
+  }
+}
+
+absl::Status Database::RunQuery(absl::FunctionRef<absl::Status(Reader&)> fn) {
+  absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl_->store->BeginRead();
+  if (!txn.ok()) return txn.status();
+  absl::StatusOr<Timestamp> ts = internal::ReadCommitTimestamp(**txn);
+  if (!ts.ok()) return ts.status();
+  internal::TransactionState state(*impl_->catalog, **txn, impl_->options.limits, *ts,
+                                   impl_->cursor_secret);
+  return internal::CallGuarded([&] { return fn(state.reader()); });
+}
+
+Timestamp Database::LastCommitTimestamp() const {
+  absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl_->store->BeginRead();
+  if (!txn.ok()) return 0;
+  return internal::ReadCommitTimestamp(**txn).value_or(0);
+}
+
+std::string Database::SchemaJson() const { return impl_->catalog->schema().ToJsonText(); }
+
+size_t Database::MapSize() const { return impl_->store->map_size(); }
+
+}  // namespace stagedb

@@ -1,0 +1,184 @@
+#include "schema/schema.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_format.h"
+
+namespace stagedb::internal {
+namespace {
+
+absl::Status SchemaError(const std::string& source, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrFormat("schema %s: %s", source, what));
+}
+
+absl::StatusOr<IndexDef> ParseIndex(const nlohmann::json& json, const std::string& table,
+                                    const Validator& document, const std::string& source) {
+  if (!json.is_object() || !json.contains("name") || !json["name"].is_string() ||
+      !json.contains("fields") || !json["fields"].is_array()) {
+    return SchemaError(source, absl::StrFormat("table \"%s\": an index is {\"name\": ..., "
+                                               "\"fields\": [...], \"unique\": false}",
+                                               table));
+  }
+  IndexDef index;
+  index.name = json["name"].get<std::string>();
+  const std::string where = absl::StrFormat("table \"%s\" index \"%s\"", table, index.name);
+  if (!IsIdentifier(index.name)) {
+    return SchemaError(source, where + ": the name is not an identifier");
+  }
+  if (index.name == "by_id" || index.name == "by_creation_time") {
+    return SchemaError(source, where + ": the name is reserved (every table has it)");
+  }
+  if (json["fields"].empty() || json["fields"].size() > kMaxIndexFields) {
+    return SchemaError(source, absl::StrFormat("%s: an index has 1 to %d fields", where,
+                                               kMaxIndexFields));
+  }
+  for (const auto& field : json["fields"]) {
+    if (!field.is_string()) return SchemaError(source, where + ": fields are strings");
+    const std::string path = field.get<std::string>();
+    // The first path element must be a declared field (or a system field).
+    const std::string top = path.substr(0, path.find('.'));
+    if (top != "_creationTime" && top != "_id" && !document.fields().contains(top)) {
+      return SchemaError(source,
+                         absl::StrFormat("%s: field \"%s\" is not in the table", where, path));
+    }
+    if (std::find(index.fields.begin(), index.fields.end(), path) != index.fields.end()) {
+      return SchemaError(source, absl::StrFormat("%s: field \"%s\" appears twice", where, path));
+    }
+    index.fields.push_back(path);
+  }
+  if (json.contains("unique")) {
+    if (!json["unique"].is_boolean()) return SchemaError(source, where + ": unique is a boolean");
+    index.unique = json["unique"].get<bool>();
+  }
+  return index;
+}
+
+}  // namespace
+
+bool IsIdentifier(std::string_view name) {
+  if (name.empty() || name.size() > kMaxNameLength) return false;
+  if (!(std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_')) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::string& source) {
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return SchemaError(source, "not valid JSON");
+  if (!json.is_object() || !json.contains("tables") || !json["tables"].is_object()) {
+    return SchemaError(source, "a schema file is {\"tables\": {\"<table>\": {...}}}");
+  }
+  Schema schema;
+  for (const auto& [name, table_json] : json["tables"].items()) {
+    if (!IsIdentifier(name) || name[0] == '_') {
+      return SchemaError(source, absl::StrFormat(
+                                     "table name \"%s\" is not an identifier of at most %d "
+                                     "characters that does not start with '_'",
+                                     name, kMaxNameLength));
+    }
+    if (!table_json.is_object() || !table_json.contains("fields")) {
+      return SchemaError(source, absl::StrFormat("table \"%s\" needs \"fields\"", name));
+    }
+    TableDef table;
+    table.name = name;
+    absl::StatusOr<Validator> document =
+        Validator::FromJson({{"type", "object"}, {"fields", table_json["fields"]}}, name);
+    if (!document.ok()) return document.status();
+    table.document = *std::move(document);
+    for (const auto& [field, unused] : table.document.fields()) {
+      if (!IsIdentifier(field) || field[0] == '_') {
+        return SchemaError(source, absl::StrFormat(
+                                       "table \"%s\": field name \"%s\" is not an identifier "
+                                       "(system fields start with '_')",
+                                       name, field));
+      }
+    }
+    if (table_json.contains("indexes")) {
+      if (!table_json["indexes"].is_array()) {
+        return SchemaError(source, absl::StrFormat("table \"%s\": indexes is an array", name));
+      }
+      for (const auto& index_json : table_json["indexes"]) {
+        absl::StatusOr<IndexDef> index = ParseIndex(index_json, name, table.document, source);
+        if (!index.ok()) return index.status();
+        for (const IndexDef& other : table.indexes) {
+          if (other.name == index->name) {
+            return SchemaError(source, absl::StrFormat("table \"%s\": index \"%s\" is declared "
+                                                       "twice",
+                                                       name, index->name));
+          }
+        }
+        table.indexes.push_back(*std::move(index));
+      }
+    }
+    schema.tables_.emplace(name, std::move(table));
+  }
+  return schema;
+}
+
+absl::StatusOr<Schema> Schema::FromDirectory(const std::string& dir) {
+  std::error_code error;
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    if (entry.is_regular_file() && entry.path().extension() == ".json") {
+      files.push_back(entry.path());
+    }
+  }
+  if (error) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cannot read schema directory \"%s\": %s", dir, error.message()));
+  }
+  std::sort(files.begin(), files.end());
+  Schema merged;
+  for (const auto& file : files) {
+    std::ifstream in(file);
+    std::stringstream text;
+    text << in.rdbuf();
+    absl::StatusOr<Schema> schema = FromJsonText(text.str(), file.string());
+    if (!schema.ok()) return schema.status();
+    if (absl::Status s = merged.Merge(*std::move(schema), file.string()); !s.ok()) return s;
+  }
+  return merged;
+}
+
+absl::Status Schema::Merge(Schema other, const std::string& source) {
+  for (auto& [name, table] : other.tables_) {
+    if (tables_.contains(name)) {
+      return SchemaError(source, absl::StrFormat("table \"%s\" is declared in two files", name));
+    }
+    tables_.emplace(name, std::move(table));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Schema::CheckReferences() const {
+  for (const auto& [name, table] : tables_) {
+    std::vector<std::string> referenced;
+    table.document.CollectIdTables(&referenced);
+    for (const std::string& target : referenced) {
+      if (!tables_.contains(target)) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "table \"%s\" has an id(\"%s\") field, but no table \"%s\" is declared", name, target,
+            target));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string Schema::ToJsonText() const {
+  nlohmann::json tables = nlohmann::json::object();
+  for (const auto& [name, table] : tables_) {
+    nlohmann::json indexes = nlohmann::json::array();
+    for (const IndexDef& index : table.indexes) {
+      indexes.push_back({{"name", index.name}, {"fields", index.fields}, {"unique", index.unique}});
+    }
+    tables[name] = {{"fields", table.document.ToJson()["fields"]}, {"indexes", indexes}};
+  }
+  return nlohmann::json({{"tables", tables}}).dump(2);
+}
+
+}  // namespace stagedb::internal

@@ -1,0 +1,55 @@
+// Schema: the tables and indexes declared by schema files (format: README "Schema files").
+#ifndef STAGEDB_SRC_SCHEMA_SCHEMA_H_
+#define STAGEDB_SRC_SCHEMA_SCHEMA_H_
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "schema/validator.h"
+
+namespace stagedb::internal {
+
+inline constexpr size_t kMaxIndexFields = 16;
+inline constexpr size_t kMaxNameLength = 64;
+
+struct IndexDef {
+  std::string name;
+  std::vector<std::string> fields;  // dotted paths
+  bool unique = false;
+  friend bool operator==(const IndexDef&, const IndexDef&) = default;
+};
+
+struct TableDef {
+  std::string name;
+  Validator document;  // an object validator of the user fields
+  std::vector<IndexDef> indexes;
+};
+
+class Schema {
+ public:
+  // Parses the text of one schema file; `source` names it in errors.
+  static absl::StatusOr<Schema> FromJsonText(std::string_view text, const std::string& source);
+  // Every `*.json` file in `dir`, merged (a table declared twice is an error).
+  static absl::StatusOr<Schema> FromDirectory(const std::string& dir);
+
+  // The schema as the text of one schema file (what the database stores).
+  std::string ToJsonText() const;
+  // Every id(table) names a declared table (checked once all files are merged).
+  absl::Status CheckReferences() const;
+  const std::map<std::string, TableDef>& tables() const { return tables_; }
+
+ private:
+  absl::Status Merge(Schema other, const std::string& source);
+
+  std::map<std::string, TableDef> tables_;
+};
+
+// Table, index and top-level field names: [A-Za-z_][A-Za-z0-9_]*, at most 64 characters.
+bool IsIdentifier(std::string_view name);
+
+}  // namespace stagedb::internal
+
+#endif  // STAGEDB_SRC_SCHEMA_SCHEMA_H_

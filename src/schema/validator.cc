@@ -1,0 +1,319 @@
+#include "schema/validator.h"
+
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "stagedb/id.h"
+
+namespace stagedb::internal {
+namespace {
+
+struct SimpleKind {
+  std::string_view name;
+  Validator::Kind kind;
+};
+constexpr SimpleKind kSimpleKinds[] = {
+    {"string", Validator::Kind::kString},   {"number", Validator::Kind::kFloat64},
+    {"float64", Validator::Kind::kFloat64}, {"int64", Validator::Kind::kInt64},
+    {"boolean", Validator::Kind::kBoolean}, {"bytes", Validator::Kind::kBytes},
+    {"null", Validator::Kind::kNull},       {"any", Validator::Kind::kAny},
+};
+
+std::string_view SimpleName(Validator::Kind kind) {
+  for (const SimpleKind& simple : kSimpleKinds) {
+    if (simple.kind == kind) return simple.name;
+  }
+  return "";
+}
+
+absl::Status SchemaError(const std::string& where, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrFormat("schema: %s: %s", where, what));
+}
+
+// The member of a JSON object, or an error naming it.
+absl::StatusOr<const nlohmann::json*> Member(const nlohmann::json& json, const char* name,
+                                             const std::string& where) {
+  auto it = json.find(name);
+  if (it == json.end()) {
+    return SchemaError(where, absl::StrFormat("\"%s\" is required for type \"%s\"", name,
+                                              json.value("type", std::string("?"))));
+  }
+  return &*it;
+}
+
+}  // namespace
+
+Validator Validator::ObjectOf(std::map<std::string, Validator> fields) {
+  Validator v;
+  v.kind_ = Kind::kObject;
+  v.fields_ = std::move(fields);
+  return v;
+}
+
+absl::StatusOr<Validator> Validator::FromJson(const nlohmann::json& json,
+                                              const std::string& where) {
+  Validator v;
+  std::string type;
+  if (json.is_string()) {
+    type = json.get<std::string>();
+  } else if (json.is_object() && json.contains("type") && json["type"].is_string()) {
+    type = json["type"].get<std::string>();
+  } else {
+    return SchemaError(where, "a validator is a type name or an object with a \"type\"");
+  }
+  for (const SimpleKind& simple : kSimpleKinds) {
+    if (type == simple.name) {
+      v.kind_ = simple.kind;
+      return v;
+    }
+  }
+  if (!json.is_object()) {
+    return SchemaError(where, absl::StrFormat("unknown type \"%s\"", type));
+  }
+  auto child = [&](const char* member, const std::string& child_where) -> absl::Status {
+    absl::StatusOr<const nlohmann::json*> node = Member(json, member, where);
+    if (!node.ok()) return node.status();
+    absl::StatusOr<Validator> parsed = FromJson(**node, child_where);
+    if (!parsed.ok()) return parsed.status();
+    v.children_.push_back(*std::move(parsed));
+    return absl::OkStatus();
+  };
+  absl::Status status;
+  if (type == "id") {
+    v.kind_ = Kind::kId;
+    absl::StatusOr<const nlohmann::json*> table = Member(json, "table", where);
+    if (!table.ok()) return table.status();
+    if (!(*table)->is_string()) return SchemaError(where, "\"table\" must be a string");
+    v.table_ = (*table)->get<std::string>();
+  } else if (type == "literal") {
+    v.kind_ = Kind::kLiteral;
+    absl::StatusOr<const nlohmann::json*> node = Member(json, "value", where);
+    if (!node.ok()) return node.status();
+    absl::StatusOr<Value> literal = ValueFromJson((*node)->dump());
+    if (!literal.ok()) return SchemaError(where, std::string(literal.status().message()));
+    v.literal_ = *std::move(literal);
+  } else if (type == "optional") {
+    v.kind_ = Kind::kOptional;
+    status = child("of", where);
+  } else if (type == "array") {
+    v.kind_ = Kind::kArray;
+    status = child("items", where + "[]");
+  } else if (type == "record") {
+    v.kind_ = Kind::kRecord;
+    status = child("keys", where + "{key}");
+    if (status.ok()) status = child("values", where + "{value}");
+    if (status.ok() && v.children_[0].kind_ != Kind::kString && v.children_[0].kind_ != Kind::kId) {
+      status = SchemaError(where, "record keys must be \"string\" or an id");
+    }
+  } else if (type == "union") {
+    v.kind_ = Kind::kUnion;
+    auto of = json.find("of");
+    if (of == json.end() || !of->is_array() || of->empty()) {
+      return SchemaError(where, "a union needs \"of\": a non-empty array of validators");
+    }
+    for (const auto& member : *of) {
+      absl::StatusOr<Validator> parsed = FromJson(member, where);
+      if (!parsed.ok()) return parsed.status();
+      v.children_.push_back(*std::move(parsed));
+    }
+  } else if (type == "object") {
+    v.kind_ = Kind::kObject;
+    auto fields = json.find("fields");
+    if (fields == json.end() || !fields->is_object()) {
+      return SchemaError(where, "an object needs \"fields\": an object of validators");
+    }
+    for (const auto& [name, field_json] : fields->items()) {
+      const std::string field_where = where.empty() ? name : where + "." + name;
+      if (name.empty() || name[0] == '$') {
+        return SchemaError(field_where, "field names are non-empty and do not start with '$'");
+      }
+      absl::StatusOr<Validator> parsed = FromJson(field_json, field_where);
+      if (!parsed.ok()) return parsed.status();
+      v.fields_.emplace(name, *std::move(parsed));
+    }
+  } else {
+    return SchemaError(where, absl::StrFormat("unknown type \"%s\"", type));
+  }
+  if (!status.ok()) return status;
+  return v;
+}
+
+nlohmann::json Validator::ToJson() const {
+  if (std::string_view simple = SimpleName(kind_); !simple.empty()) {
+    return std::string(simple);
+  }
+  nlohmann::json json;
+  switch (kind_) {
+    case Kind::kId:
+      json = {{"type", "id"}, {"table", table_}};
+      break;
+    case Kind::kLiteral:
+      json = {{"type", "literal"}, {"value", nlohmann::json::parse(ValueToJson(literal_))}};
+      break;
+    case Kind::kOptional:
+      json = {{"type", "optional"}, {"of", children_[0].ToJson()}};
+      break;
+    case Kind::kArray:
+      json = {{"type", "array"}, {"items", children_[0].ToJson()}};
+      break;
+    case Kind::kRecord:
+      json = {{"type", "record"}, {"keys", children_[0].ToJson()}, {"values", children_[1].ToJson()}};
+      break;
+    case Kind::kUnion: {
+      json = {{"type", "union"}, {"of", nlohmann::json::array()}};
+      for (const Validator& member : children_) json["of"].push_back(member.ToJson());
+      break;
+    }
+    case Kind::kObject: {
+      json = {{"type", "object"}, {"fields", nlohmann::json::object()}};
+      for (const auto& [name, field] : fields_) json["fields"][name] = field.ToJson();
+      break;
+    }
+    default:
+      break;
+  }
+  return json;
+}
+
+void Validator::CollectIdTables(std::vector<std::string>* tables) const {
+  if (kind_ == Kind::kId) tables->push_back(table_);
+  for (const Validator& child : children_) child.CollectIdTables(tables);
+  for (const auto& [name, field] : fields_) field.CollectIdTables(tables);
+}
+
+std::string Validator::Describe() const {
+  if (std::string_view simple = SimpleName(kind_); !simple.empty()) {
+    return kind_ == Kind::kFloat64 ? "float64" : std::string(simple);
+  }
+  switch (kind_) {
+    case Kind::kId:
+      return absl::StrFormat("id(%s)", table_);
+    case Kind::kLiteral:
+      return absl::StrFormat("literal %s", DebugString(literal_));
+    case Kind::kOptional:
+      return absl::StrFormat("optional %s", children_[0].Describe());
+    case Kind::kArray:
+      return absl::StrFormat("array of %s", children_[0].Describe());
+    case Kind::kRecord:
+      return absl::StrFormat("record of %s to %s", children_[0].Describe(),
+                             children_[1].Describe());
+    case Kind::kUnion: {
+      std::vector<std::string> members;
+      for (const Validator& member : children_) members.push_back(member.Describe());
+      return absl::StrJoin(members, " | ");
+    }
+    case Kind::kObject:
+      return "object";
+    default:
+      return "?";
+  }
+}
+
+void Validator::Check(const Value& value, const std::string& path,
+                      const TableNumberLookup& tables, std::vector<Violation>* out) const {
+  auto fail = [&](std::string message) { out->push_back({path, std::move(message)}); };
+  auto mismatch = [&] {
+    fail(value.is_undefined()
+             ? absl::StrFormat("required field is missing (expected %s)", Describe())
+             : absl::StrFormat("expected %s, got %s %s", Describe(), TypeName(value.type()),
+                               DebugString(value, 60)));
+  };
+  switch (kind_) {
+    case Kind::kAny:
+      if (value.is_undefined()) mismatch();
+      return;
+    case Kind::kString:
+      if (!value.is_string()) mismatch();
+      return;
+    case Kind::kFloat64:
+      if (!value.is_float64()) mismatch();
+      return;
+    case Kind::kInt64:
+      if (!value.is_int64()) mismatch();
+      return;
+    case Kind::kBoolean:
+      if (!value.is_boolean()) mismatch();
+      return;
+    case Kind::kBytes:
+      if (!value.is_bytes()) mismatch();
+      return;
+    case Kind::kNull:
+      if (!value.is_null()) mismatch();
+      return;
+    case Kind::kLiteral:
+      if (value != literal_) mismatch();
+      return;
+    case Kind::kOptional:
+      if (!value.is_undefined()) children_[0].Check(value, path, tables, out);
+      return;
+    case Kind::kId: {
+      if (!value.is_string()) return mismatch();
+      absl::StatusOr<DocumentId> id = DocumentId::Parse(value.as_string());
+      if (!id.ok()) {
+        return fail(absl::StrFormat("expected id(%s), got %s: %s", table_,
+                                    DebugString(value, 60), id.status().message()));
+      }
+      if (id->table_number() != tables(table_)) {
+        return fail(absl::StrFormat("expected id(%s), got an id of another table: %s", table_,
+                                    value.as_string()));
+      }
+      return;
+    }
+    case Kind::kUnion: {
+      std::vector<Violation> scratch;
+      for (const Validator& member : children_) {
+        scratch.clear();
+        member.Check(value, path, tables, &scratch);
+        if (scratch.empty()) return;
+      }
+      if (children_.size() == 1) {
+        out->insert(out->end(), scratch.begin(), scratch.end());
+      } else {
+        mismatch();
+      }
+      return;
+    }
+    case Kind::kArray: {
+      if (!value.is_array()) return mismatch();
+      const Array& array = value.as_array();
+      for (size_t i = 0; i < array.size(); ++i) {
+        children_[0].Check(array[i], absl::StrFormat("%s[%d]", path, i), tables, out);
+      }
+      return;
+    }
+    case Kind::kRecord: {
+      if (!value.is_object()) return mismatch();
+      for (const auto& [key, field_value] : value.as_object()) {
+        const std::string field_path = path.empty() ? key : path + "." + key;
+        children_[0].Check(Value(key), field_path, tables, out);
+        children_[1].Check(field_value, field_path, tables, out);
+      }
+      return;
+    }
+    case Kind::kObject:
+      if (!value.is_object()) return mismatch();
+      return CheckObject(value.as_object(), path, tables, out);
+  }
+}
+
+void Validator::CheckObject(const Object& object, const std::string& path,
+                            const TableNumberLookup& tables, std::vector<Violation>* out) const {
+  static const Value missing = Undefined{};
+  for (const auto& [name, field] : fields_) {
+    auto it = object.find(name);
+    field.Check(it == object.end() ? missing : it->second, path.empty() ? name : path + "." + name,
+                tables, out);
+  }
+  for (const auto& [name, field_value] : object) {
+    // At the top level, `_id` and `_creationTime` are the system fields.
+    const bool system = path.empty() && (name == "_id" || name == "_creationTime");
+    if (!system && !fields_.contains(name)) {
+      out->push_back({path.empty() ? name : path + "." + name,
+                      absl::StrFormat("field is not in the schema (value %s)",
+                                      DebugString(field_value, 60))});
+    }
+  }
+}
+
+}  // namespace stagedb::internal

@@ -1,0 +1,75 @@
+// Validator: the schema language's type of a value (string, int64, id(table), union, object, ...)
+// and the check of a value against it. Parsed from and written back to schema-file JSON.
+#ifndef STAGEDB_SRC_SCHEMA_VALIDATOR_H_
+#define STAGEDB_SRC_SCHEMA_VALIDATOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "stagedb/value.h"
+
+namespace stagedb::internal {
+
+// Where a value broke its validator: `path` is the field path ("meta.tags[2]").
+struct Violation {
+  std::string path;
+  std::string message;
+};
+
+// Maps a table name to its number, for id(table) checks; 0 when the table is unknown.
+using TableNumberLookup = std::function<uint32_t(std::string_view table)>;
+
+class Validator {
+ public:
+  enum class Kind {
+    kString, kFloat64, kInt64, kBoolean, kBytes, kNull, kAny,
+    kId, kLiteral, kUnion, kOptional, kArray, kObject, kRecord,
+  };
+
+  // Parses the JSON form (see README "Schema files"); errors name `where` (e.g. `tasks.priority`).
+  static absl::StatusOr<Validator> FromJson(const nlohmann::json& json, const std::string& where);
+  // A validator accepting objects with exactly these fields.
+  static Validator ObjectOf(std::map<std::string, Validator> fields);
+  nlohmann::json ToJson() const;
+
+  Kind kind() const { return kind_; }
+  const std::map<std::string, Validator>& fields() const { return fields_; }
+  // Table names that id(table) validators inside refer to.
+  void CollectIdTables(std::vector<std::string>* tables) const;
+
+  // Appends to `out` every violation of `value` (at `path`), at most a few per field.
+  // Undefined stands for a missing field: only optional accepts it.
+  void Check(const Value& value, const std::string& path, const TableNumberLookup& tables,
+             std::vector<Violation>* out) const;
+  // Check for a whole document (this is the table's object validator); system fields pass.
+  void CheckDocument(const Object& document, const TableNumberLookup& tables,
+                     std::vector<Violation>* out) const {
+    CheckObject(document, "", tables, out);
+  }
+  // "int64", "id(tasks)", "union of ...": for error messages.
+  std::string Describe() const;
+
+  friend bool operator==(const Validator& a, const Validator& b) {
+    return a.ToJson() == b.ToJson();
+  }
+
+ private:
+  void CheckObject(const Object& object, const std::string& path, const TableNumberLookup& tables,
+                   std::vector<Violation>* out) const;
+
+  Kind kind_ = Kind::kAny;
+  std::string table_;                        // kId
+  Value literal_;                            // kLiteral
+  std::vector<Validator> children_;          // union members; array items, optional, record k/v
+  std::map<std::string, Validator> fields_;  // kObject
+};
+
+}  // namespace stagedb::internal
+
+#endif  // STAGEDB_SRC_SCHEMA_VALIDATOR_H_

@@ -1,0 +1,532 @@
+#include "transactions/transaction_state.h"
+
+#include <iterator>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "queries/pagination_cursor.h"
+#include "stagedb/key_codec.h"
+#include "util/absl_view.h"
+#include "values/document_codec.h"
+
+namespace stagedb::internal {
+namespace {
+
+std::string IndexName(const IndexInfo& index) {
+  return absl::StrFormat("%s.%s", index.table->name, index.name);
+}
+
+// The `by_id` key suffix (without the index prefix) of an id: also the value of secondary entries.
+std::string IdSuffix(const DocumentId& id) { return EncodeKey(Value(id.text())); }
+
+absl::Status LimitError(std::string_view what, size_t amount, size_t limit,
+                        std::string_view option) {
+  return absl::ResourceExhaustedError(
+      absl::StrFormat("transaction %s %d, over the limit of %d (TransactionLimits::%s)", what,
+                      amount, limit, option));
+}
+
+// Checks the user fields given to Insert, Patch or Replace: names are identifiers not starting
+// with '_' (the system fields are not the caller's), values are storable. Undefined (remove the
+// field) is allowed only in a patch.
+absl::Status CheckUserFields(const TableInfo& table, const Object& fields, bool patch) {
+  for (const auto& [name, value] : fields) {
+    if (!IsIdentifier(name) || name[0] == '_') {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "table \"%s\": field name \"%s\" is not allowed: top-level field names are identifiers "
+          "of at most 64 characters, and only the system fields _id and _creationTime start "
+          "with '_'",
+          table.name, name));
+    }
+    if (patch && value.is_undefined()) continue;
+    if (absl::Status s = ValidateStoredValue(value, name, 2); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("table \"%s\": %s", table.name, s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Iterates the overlay entries of [lo, hi) forwards or backwards.
+class OverlayCursor {
+ public:
+  using Map = absl::btree_map<std::string, std::optional<std::string>>;
+  OverlayCursor(const Map& map, std::string_view lo, std::string_view hi, bool forward)
+      : forward_(forward), first_(map.lower_bound(AbslView(lo))), last_(map.lower_bound(AbslView(hi))) {
+    at_ = forward ? first_ : last_;
+  }
+  bool valid() const { return forward_ ? at_ != last_ : at_ != first_; }
+  const Map::value_type& entry() const { return forward_ ? *at_ : *std::prev(at_); }
+  void Advance() { forward_ ? ++at_ : --at_; }
+
+ private:
+  bool forward_;
+  Map::const_iterator first_, last_, at_;
+};
+
+}  // namespace
+
+TransactionState::TransactionState(const Catalog& catalog, StoreTxn& txn,
+                                   const TransactionLimits& limits, Timestamp timestamp,
+                                   std::string_view cursor_secret)
+    : catalog_(catalog),
+      txn_(txn),
+      limits_(limits),
+      timestamp_(timestamp),
+      cursor_secret_(cursor_secret),
+      transaction_(this) {}
+
+// ---- accounting ----
+
+absl::Status TransactionState::CountRead(size_t bytes) {
+  ++documents_read_;
+  bytes_read_ += bytes;
+  if (documents_read_ > limits_.max_documents_read) {
+    return LimitError("read documents:", documents_read_, limits_.max_documents_read,
+                      "max_documents_read");
+  }
+  if (bytes_read_ > limits_.max_bytes_read) {
+    return LimitError("read bytes:", bytes_read_, limits_.max_bytes_read, "max_bytes_read");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TransactionState::CountRange() {
+  if (read_set_.size() >= limits_.max_read_ranges) {
+    return LimitError("read ranges:", read_set_.size() + 1, limits_.max_read_ranges,
+                      "max_read_ranges");
+  }
+  return absl::OkStatus();
+}
+
+void TransactionState::Record(const IndexInfo& index, std::string_view start,
+                              std::string_view end) {
+  if (start >= end) return;
+  read_set_.Add(ReadRange{.index_id = index.id,
+                          .table = index.table->name,
+                          .index = index.name,
+                          .start = std::string(start.substr(index.prefix.size())),
+                          .end = std::string(end.substr(index.prefix.size()))});
+}
+
+// ---- reads ----
+
+absl::StatusOr<Document> TransactionState::DecodeStored(std::string_view bytes) {
+  if (absl::Status s = CountRead(bytes.size()); !s.ok()) return s;
+  absl::StatusOr<Object> fields = DecodeDocument(bytes);
+  if (!fields.ok()) return fields.status();
+  const Value& id_value = (*fields)[std::string(kIdField)];
+  absl::StatusOr<DocumentId> id =
+      DocumentId::Parse(id_value.is_string() ? id_value.as_string() : "");
+  if (!id.ok()) return absl::DataLossError("stored document has no valid _id");
+  return Document(*std::move(id), *std::move(fields));
+}
+
+absl::StatusOr<std::optional<Document>> TransactionState::LoadDocument(
+    std::string_view by_id_key) {
+  if (auto it = written_.find(AbslView(by_id_key)); it != written_.end()) {
+    if (absl::Status s = CountRead(0); !s.ok()) return s;
+    return it->second;
+  }
+  absl::StatusOr<std::optional<std::string_view>> bytes = txn_.Get(StoreDb::kData, by_id_key);
+  if (!bytes.ok()) return bytes.status();
+  if (!bytes->has_value()) return std::nullopt;
+  return DecodeStored(**bytes);
+}
+
+absl::StatusOr<Document> TransactionState::EntryDocument(const IndexInfo& index,
+                                                         std::string_view key,
+                                                         std::string_view value) {
+  absl::StatusOr<std::optional<Document>> document;
+  if (index.primary) {
+    auto it = written_.find(AbslView(key));
+    if (it == written_.end()) return DecodeStored(value);
+    document = it->second;
+  } else {
+    document = LoadDocument(index.table->by_id->prefix + std::string(value));
+  }
+  if (!document.ok()) return document.status();
+  if (!document->has_value()) {
+    return absl::DataLossError(absl::StrFormat("index %s has an entry for a missing document",
+                                               IndexName(index)));
+  }
+  return **std::move(document);
+}
+
+absl::StatusOr<std::optional<Document>> TransactionState::Get(const DocumentId& id) {
+  const TableInfo* table = catalog_.FindTableByNumber(id.table_number());
+  if (table == nullptr) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "id \"%s\" belongs to table number %d, which is not in the schema", id.text(),
+        id.table_number()));
+  }
+  if (absl::Status s = CountRange(); !s.ok()) return s;
+  const std::string key = table->by_id->prefix + IdSuffix(id);
+  Record(*table->by_id, key, KeySuccessor(key));
+  return LoadDocument(key);
+}
+
+absl::Status TransactionState::Scan(const IndexInfo& index, std::string_view lo,
+                                    std::string_view hi, SortOrder order, Visitor visit,
+                                    std::string* last_key, bool* exhausted) {
+  *exhausted = true;
+  if (lo >= hi) return absl::OkStatus();
+  if (absl::Status s = CountRange(); !s.ok()) return s;
+  const bool forward = order == SortOrder::kAsc;
+  absl::StatusOr<StoreCursor> cursor = txn_.OpenCursor(StoreDb::kData);
+  if (!cursor.ok()) return cursor.status();
+  absl::StatusOr<bool> stored = forward ? cursor->SeekAtOrAfter(lo) : cursor->SeekBefore(hi);
+  auto in_range = [&](const absl::StatusOr<bool>& found) {
+    return found.ok() && *found && cursor->key() >= lo && cursor->key() < hi;
+  };
+  auto advance_stored = [&] { stored = forward ? cursor->Next() : cursor->Prev(); };
+  OverlayCursor overlay(overlay_, lo, hi, forward);
+
+  absl::Status status;
+  for (;;) {
+    if (!stored.ok()) return stored.status();
+    const bool have_stored = in_range(stored);
+    if (!have_stored && !overlay.valid()) break;
+    std::string_view key, value;
+    bool present = true;
+    // Take the next key in scan order; where both have it, the overlay (our own write) wins.
+    int order_cmp = 0;
+    if (have_stored && overlay.valid()) {
+      order_cmp = cursor->key().compare(overlay.entry().first);
+      if (!forward) order_cmp = -order_cmp;
+    }
+    if (have_stored && (!overlay.valid() || order_cmp < 0)) {
+      key = cursor->key();
+      value = cursor->value();
+    } else {
+      key = overlay.entry().first;
+      present = overlay.entry().second.has_value();
+      if (present) value = *overlay.entry().second;
+    }
+    bool go_on = true;
+    if (present) {
+      *last_key = std::string(key);
+      absl::StatusOr<Document> document = EntryDocument(index, key, value);
+      if (!document.ok()) return document.status();
+      absl::StatusOr<bool> visited = visit(key, *std::move(document));
+      if (!visited.ok()) return visited.status();
+      go_on = *visited;
+    }
+    if (have_stored && (!overlay.valid() || order_cmp <= 0)) advance_stored();
+    if (overlay.valid() && (!have_stored || order_cmp >= 0)) overlay.Advance();
+    if (!go_on) {
+      // Stopped early: done only if nothing is left in the range.
+      *exhausted = !(in_range(stored) || overlay.valid());
+      break;
+    }
+  }
+  if (*exhausted) {
+    Record(index, lo, hi);
+  } else if (forward) {
+    Record(index, lo, KeySuccessor(*last_key));
+  } else {
+    Record(index, *last_key, hi);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TransactionState::KeyRange> TransactionState::Resolve(const QuerySpec& spec) const {
+  const TableInfo* table = catalog_.FindTable(spec.table);
+  if (table == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unknown table \"%s\": it is not in the schema", spec.table));
+  }
+  const IndexInfo* index = catalog_.FindIndex(*table, spec.index);
+  if (index == nullptr) {
+    std::vector<std::string> names;
+    for (const IndexInfo* i : table->indexes) names.push_back(i->name);
+    return absl::InvalidArgumentError(
+        absl::StrFormat("table \"%s\" has no index \"%s\" (its indexes: %s)", table->name,
+                        spec.index, absl::StrJoin(names, ", ")));
+  }
+  const std::string index_desc =
+      absl::StrFormat("index %s [%s]", IndexName(*index), absl::StrJoin(index->key_fields, ", "));
+  const IndexRange& range = spec.range;
+  if (range.eq_after_bound()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("range on %s: Eq must come before Gt/Gte/Lt/Lte", index_desc));
+  }
+  std::string prefix = index->prefix;
+  const auto& equalities = range.equalities();
+  for (size_t i = 0; i < equalities.size(); ++i) {
+    if (i >= index->key_fields.size() || equalities[i].first != index->key_fields[i]) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "range on %s: Eq(\"%s\") is not allowed here; equalities must name the index fields in "
+          "order%s",
+          index_desc, equalities[i].first,
+          i < index->key_fields.size()
+              ? absl::StrFormat(" (expected \"%s\")", index->key_fields[i])
+              : std::string()));
+    }
+    EncodeKey(equalities[i].second, &prefix);
+  }
+  KeyRange resolved{table, index, prefix, PrefixEnd(prefix)};
+  const IndexBound* lower = nullptr;
+  const IndexBound* upper = nullptr;
+  for (const IndexBound& bound : range.bounds()) {
+    const size_t position = equalities.size();
+    if (position >= index->key_fields.size() || bound.field != index->key_fields[position]) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "range on %s: a bound on \"%s\" is not allowed here; bounds go on the field after the "
+          "equalities%s",
+          index_desc, bound.field,
+          position < index->key_fields.size()
+              ? absl::StrFormat(" (\"%s\")", index->key_fields[position])
+              : std::string()));
+    }
+    const bool is_lower = bound.kind == BoundKind::kGt || bound.kind == BoundKind::kGte;
+    const IndexBound*& slot = is_lower ? lower : upper;
+    if (slot != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("range on %s: two %s bounds on \"%s\"", index_desc,
+                          is_lower ? "lower" : "upper", bound.field));
+    }
+    slot = &bound;
+    std::string key = prefix;
+    EncodeKey(bound.value, &key);
+    const bool inclusive_end = bound.kind == BoundKind::kGt || bound.kind == BoundKind::kLte;
+    (is_lower ? resolved.lo : resolved.hi) = inclusive_end ? PrefixEnd(key) : key;
+  }
+  return resolved;
+}
+
+absl::StatusOr<std::vector<Document>> TransactionState::Run(const QuerySpec& spec,
+                                                            size_t limit) {
+  absl::StatusOr<KeyRange> range = Resolve(spec);
+  if (!range.ok()) return range.status();
+  std::vector<Document> results;
+  std::string last_key;
+  bool exhausted = false;
+  absl::Status status = Scan(
+      *range->index, range->lo, range->hi, spec.order,
+      [&](std::string_view, Document document) -> absl::StatusOr<bool> {
+        if (!spec.filter || spec.filter(document)) results.push_back(std::move(document));
+        return limit == 0 || results.size() < limit;
+      },
+      &last_key, &exhausted);
+  if (!status.ok()) return status;
+  return results;
+}
+
+absl::StatusOr<PaginationResult> TransactionState::Paginate(const QuerySpec& spec,
+                                                            const PaginationOptions& options) {
+  absl::StatusOr<KeyRange> range = Resolve(spec);
+  if (!range.ok()) return range.status();
+  if (options.num_items == 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "Paginate on %s: num_items must be at least 1", IndexName(*range->index)));
+  }
+  // The fingerprint binds a cursor to this query: table, index, range and order.
+  std::string fingerprint;
+  for (std::string_view part : {std::string_view(range->table->name),
+                                std::string_view(range->index->name), std::string_view(range->lo),
+                                std::string_view(range->hi)}) {
+    EncodeKey(Value(std::string(part)), &fingerprint);
+  }
+  fingerprint.push_back(spec.order == SortOrder::kAsc ? 'a' : 'd');
+
+  PaginationResult result;
+  if (options.cursor.has_value()) {
+    absl::StatusOr<CursorPosition> position =
+        DecodeCursor(*options.cursor, fingerprint, cursor_secret_);
+    if (!position.ok()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "Paginate on %s: %s", IndexName(*range->index), position.status().message()));
+    }
+    if (position->done) {
+      result.is_done = true;
+      result.continue_cursor = *options.cursor;
+      return result;
+    }
+    // Resume strictly after the last key returned.
+    if (spec.order == SortOrder::kAsc) {
+      range->lo = std::max(range->lo, KeySuccessor(position->key));
+    } else {
+      range->hi = std::min(range->hi, position->key);
+    }
+  }
+  std::string last_key;
+  absl::Status status = Scan(
+      *range->index, range->lo, range->hi, spec.order,
+      [&](std::string_view, Document document) -> absl::StatusOr<bool> {
+        if (!spec.filter || spec.filter(document)) result.page.push_back(std::move(document));
+        return result.page.size() < options.num_items;
+      },
+      &last_key, &result.is_done);
+  if (!status.ok()) return status;
+  result.continue_cursor = EncodeCursor(
+      CursorPosition{.done = result.is_done, .key = result.is_done ? "" : last_key}, fingerprint,
+      cursor_secret_);
+  return result;
+}
+
+// ---- writes ----
+
+absl::StatusOr<std::pair<const TableInfo*, Document>> TransactionState::GetExisting(
+    const DocumentId& id) {
+  absl::StatusOr<std::optional<Document>> document = Get(id);
+  if (!document.ok()) return document.status();
+  const TableInfo* table = catalog_.FindTableByNumber(id.table_number());
+  if (!document->has_value()) {
+    return absl::NotFoundError(absl::StrFormat("table \"%s\": document \"%s\" does not exist",
+                                               table->name, id.text()));
+  }
+  return std::make_pair(table, **std::move(document));
+}
+
+absl::StatusOr<DocumentId> TransactionState::Insert(std::string_view table_name, Object fields) {
+  const TableInfo* table = catalog_.FindTable(table_name);
+  if (table == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unknown table \"%s\": it is not in the schema", table_name));
+  }
+  if (absl::Status s = CheckUserFields(*table, fields, /*patch=*/false); !s.ok()) return s;
+  const DocumentId id = DocumentId::Generate(table->number);
+  fields[std::string(kIdField)] = Value(id.text());
+  fields[std::string(kCreationTimeField)] =
+      Value(static_cast<double>(absl::ToUnixMicros(absl::Now())) / 1000.0);
+  if (absl::Status s = WriteDocument(*table, id, nullptr, std::move(fields)); !s.ok()) return s;
+  return id;
+}
+
+absl::Status TransactionState::Patch(const DocumentId& id, Object fields) {
+  absl::StatusOr<std::pair<const TableInfo*, Document>> existing = GetExisting(id);
+  if (!existing.ok()) return existing.status();
+  const auto& [table, old] = *existing;
+  if (absl::Status s = CheckUserFields(*table, fields, /*patch=*/true); !s.ok()) return s;
+  Object next = old.fields();
+  for (auto& [name, value] : fields) {
+    if (value.is_undefined()) {
+      next.erase(name);
+    } else {
+      next[name] = std::move(value);
+    }
+  }
+  return WriteDocument(*table, id, &old.fields(), std::move(next));
+}
+
+absl::Status TransactionState::Replace(const DocumentId& id, Object fields) {
+  absl::StatusOr<std::pair<const TableInfo*, Document>> existing = GetExisting(id);
+  if (!existing.ok()) return existing.status();
+  const auto& [table, old] = *existing;
+  if (absl::Status s = CheckUserFields(*table, fields, /*patch=*/false); !s.ok()) return s;
+  for (std::string_view system : {kIdField, kCreationTimeField}) {
+    fields[std::string(system)] = old[system];
+  }
+  return WriteDocument(*table, id, &old.fields(), std::move(fields));
+}
+
+absl::Status TransactionState::Delete(const DocumentId& id) {
+  absl::StatusOr<std::pair<const TableInfo*, Document>> existing = GetExisting(id);
+  if (!existing.ok()) return existing.status();
+  const auto& [table, old] = *existing;
+  return WriteDocument(*table, id, &old.fields(), std::nullopt);
+}
+
+absl::Status TransactionState::CheckUnique(const IndexInfo& index, const Object& document,
+                                           std::string_view id_suffix) {
+  const std::string prefix = index.KeyPrefixFor(document, index.declared_fields);
+  std::string conflicting;
+  std::string last_key;
+  bool exhausted = false;
+  absl::Status status = Scan(
+      index, prefix, PrefixEnd(prefix), SortOrder::kAsc,
+      [&](std::string_view, Document other) -> absl::StatusOr<bool> {
+        if (IdSuffix(other.id()) == id_suffix) return true;
+        conflicting = other.id().text();
+        return false;
+      },
+      &last_key, &exhausted);
+  if (!status.ok()) return status;
+  if (conflicting.empty()) return absl::OkStatus();
+  std::vector<std::string> values;
+  for (size_t i = 0; i < index.declared_fields; ++i) {
+    values.push_back(absl::StrFormat("%s = %s", index.key_fields[i],
+                                     DebugString(ValueAtPath(document, index.key_paths[i]), 60)));
+  }
+  return absl::AlreadyExistsError(absl::StrFormat(
+      "unique index %s already has a document with %s (document \"%s\")", IndexName(index),
+      absl::StrJoin(values, ", "), conflicting));
+}
+
+absl::Status TransactionState::WriteDocument(const TableInfo& table, const DocumentId& id,
+                                             const Object* old, std::optional<Object> next) {
+  std::string encoded;
+  if (next.has_value()) {
+    std::vector<Violation> violations;
+    table.def->document.CheckDocument(
+        *next, [this](std::string_view name) { return catalog_.TableNumber(name); },
+        &violations);
+    if (!violations.empty()) {
+      const std::string more =
+          violations.size() > 1 ? absl::StrFormat(" (and %d more)", violations.size() - 1) : "";
+      return absl::InvalidArgumentError(absl::StrFormat("table \"%s\": field \"%s\": %s%s",
+                                                        table.name, violations[0].path,
+                                                        violations[0].message, more));
+    }
+    EncodeDocument(*next, &encoded);
+    if (encoded.size() > kMaxDocumentBytes) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "table \"%s\": document \"%s\" is %d bytes encoded, over the limit of %d bytes",
+          table.name, id.text(), encoded.size(), kMaxDocumentBytes));
+    }
+  }
+  if (documents_written_ + 1 > limits_.max_documents_written) {
+    return LimitError("wrote documents:", documents_written_ + 1, limits_.max_documents_written,
+                      "max_documents_written");
+  }
+  if (bytes_written_ + encoded.size() > limits_.max_bytes_written) {
+    return LimitError("wrote bytes:", bytes_written_ + encoded.size(), limits_.max_bytes_written,
+                      "max_bytes_written");
+  }
+  const std::string id_suffix = IdSuffix(id);
+  if (next.has_value()) {
+    for (const IndexInfo* index : table.indexes) {
+      if (!index->unique || index->primary) continue;
+      // Unchanged unique fields cannot newly collide.
+      if (old != nullptr && index->KeyPrefixFor(*old, index->declared_fields) ==
+                                index->KeyPrefixFor(*next, index->declared_fields)) {
+        continue;
+      }
+      if (absl::Status s = CheckUnique(*index, *next, id_suffix); !s.ok()) return s;
+    }
+  }
+
+  // Every check passed: buffer the change. Old keys go first so that a key the new version
+  // keeps is put back. Unchanged secondary keys stay in the overlay as puts: the write set must
+  // name them, since the document they point at changed.
+  ++documents_written_;
+  bytes_written_ += encoded.size();
+  const std::string by_id_key = table.by_id->prefix + id_suffix;
+  if (old != nullptr) {
+    for (const IndexInfo* index : table.indexes) overlay_[index->KeyFor(*old)] = std::nullopt;
+  }
+  if (next.has_value()) {
+    for (const IndexInfo* index : table.indexes) {
+      overlay_[index->KeyFor(*next)] = index->primary ? encoded : id_suffix;
+    }
+    written_[by_id_key] = Document(id, *std::move(next));
+  } else {
+    written_[by_id_key] = std::nullopt;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TransactionState::ApplyWrites() {
+  for (const auto& [key, value] : overlay_) {
+    absl::Status status = value.has_value() ? txn_.Put(StoreDb::kData, key, *value)
+                                            : txn_.Delete(StoreDb::kData, key);
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace stagedb::internal

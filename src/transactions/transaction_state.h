@@ -1,0 +1,106 @@
+// TransactionState: everything behind a Reader or Transaction. Reads come from one storage
+// snapshot merged with the transaction's own buffered writes; every read is recorded in the read
+// set; writes are validated when made and buffered in `overlay_`, which is also the write set:
+// every storage key the commit will put or delete, in key order.
+#ifndef STAGEDB_SRC_TRANSACTIONS_TRANSACTION_STATE_H_
+#define STAGEDB_SRC_TRANSACTIONS_TRANSACTION_STATE_H_
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "schema/catalog.h"
+#include "stagedb/options.h"
+#include "stagedb/query.h"
+#include "stagedb/read_set.h"
+#include "stagedb/transaction.h"
+#include "storage/lmdb_store.h"
+
+namespace stagedb::internal {
+
+class TransactionState {
+ public:
+  // `txn` is the storage snapshot (a write transaction when `writable`); `cursor_secret` keys
+  // pagination cursors. All must outlive this object.
+  TransactionState(const Catalog& catalog, StoreTxn& txn, const TransactionLimits& limits,
+                   Timestamp timestamp, std::string_view cursor_secret);
+
+  Reader& reader() { return transaction_; }
+  Transaction& transaction() { return transaction_; }
+  Timestamp timestamp() const { return timestamp_; }
+  const ReadSet& read_set() const { return read_set_; }
+
+  // ---- reads ----
+  absl::StatusOr<std::optional<Document>> Get(const DocumentId& id);
+  absl::StatusOr<std::vector<Document>> Run(const QuerySpec& spec, size_t limit);
+  absl::StatusOr<PaginationResult> Paginate(const QuerySpec& spec,
+                                            const PaginationOptions& options);
+
+  // ---- writes ----
+  absl::StatusOr<DocumentId> Insert(std::string_view table, Object fields);
+  absl::Status Patch(const DocumentId& id, Object fields);
+  absl::Status Replace(const DocumentId& id, Object fields);
+  absl::Status Delete(const DocumentId& id);
+
+  bool has_writes() const { return !overlay_.empty(); }
+  // Puts and deletes the buffered writes into the storage (write) transaction.
+  absl::Status ApplyWrites();
+
+ private:
+  // The resolved storage key range [lo, hi) of a query.
+  struct KeyRange {
+    const TableInfo* table;
+    const IndexInfo* index;
+    std::string lo;
+    std::string hi;
+  };
+  // Called per entry in scan order with the entry's storage key and document; returns whether
+  // to go on.
+  using Visitor = absl::FunctionRef<absl::StatusOr<bool>(std::string_view key, Document document)>;
+
+  absl::StatusOr<KeyRange> Resolve(const QuerySpec& spec) const;
+  // Walks [lo, hi) of `index` over the snapshot merged with the overlay, in `order`, and records
+  // the part consumed in the read set. `*last_key` is the last key visited.
+  absl::Status Scan(const IndexInfo& index, std::string_view lo, std::string_view hi,
+                    SortOrder order, Visitor visit, std::string* last_key, bool* exhausted);
+  // The document of an index entry (decoding a `by_id` value, or following a secondary entry).
+  absl::StatusOr<Document> EntryDocument(const IndexInfo& index, std::string_view key,
+                                         std::string_view value);
+  absl::StatusOr<std::optional<Document>> LoadDocument(std::string_view by_id_key);
+  absl::StatusOr<Document> DecodeStored(std::string_view bytes);
+  // Looks up the table of `id` and its current document (recording the read).
+  absl::StatusOr<std::pair<const TableInfo*, Document>> GetExisting(const DocumentId& id);
+  // Validates `next` (when present) and buffers the change from `old` to `next`.
+  absl::Status WriteDocument(const TableInfo& table, const DocumentId& id, const Object* old,
+                             std::optional<Object> next);
+  absl::Status CheckUnique(const IndexInfo& index, const Object& document,
+                           std::string_view id_suffix);
+  absl::Status CountRead(size_t bytes);
+  absl::Status CountRange();
+  void Record(const IndexInfo& index, std::string_view start, std::string_view end);
+
+  const Catalog& catalog_;
+  StoreTxn& txn_;
+  const TransactionLimits& limits_;
+  const Timestamp timestamp_;
+  const std::string_view cursor_secret_;
+  Transaction transaction_;
+  ReadSet read_set_;
+  // Storage key -> value to put, or nullopt to delete.
+  absl::btree_map<std::string, std::optional<std::string>> overlay_;
+  // `by_id` storage key -> the document as written (nullopt: deleted).
+  absl::flat_hash_map<std::string, std::optional<Document>> written_;
+  size_t documents_read_ = 0;
+  size_t bytes_read_ = 0;
+  size_t documents_written_ = 0;
+  size_t bytes_written_ = 0;
+};
+
+}  // namespace stagedb::internal
+
+#endif  // STAGEDB_SRC_TRANSACTIONS_TRANSACTION_STATE_H_
