@@ -51,50 +51,64 @@ struct ProjectRecord {
   }
 };
 
-// Stream buffers over a std::string (writing) and a byte range (reading), so encoding and
-// decoding copy no more than they must.
-class StringSink : public std::streambuf {
+// Cereal archives over a std::string (writing) and a byte range (reading), each built once and
+// pointed at new memory per record, so encoding and decoding copy no more than they must.
+class Encoder {
  public:
-  explicit StringSink(std::string* out) : out_(out) {}
-
- protected:
-  std::streamsize xsputn(const char* s, std::streamsize n) override {
-    out_->append(s, static_cast<size_t>(n));
-    return n;
-  }
-  int_type overflow(int_type c) override {
-    if (c != traits_type::eof()) out_->push_back(static_cast<char>(c));
-    return traits_type::not_eof(c);
+  template <typename T>
+  const std::string& operator()(const T& record) {
+    out_.clear();
+    archive_(record);
+    return out_;
   }
 
  private:
-  std::string* out_;
+  class Sink : public std::streambuf {
+   public:
+    explicit Sink(std::string* out) : out_(out) {}
+
+   protected:
+    std::streamsize xsputn(const char* s, std::streamsize n) override {
+      out_->append(s, static_cast<size_t>(n));
+      return n;
+    }
+    int_type overflow(int_type c) override {
+      if (c != traits_type::eof()) out_->push_back(static_cast<char>(c));
+      return traits_type::not_eof(c);
+    }
+
+   private:
+    std::string* out_;
+  };
+
+  std::string out_;
+  Sink sink_{&out_};
+  std::ostream stream_{&sink_};
+  cereal::BinaryOutputArchive archive_{stream_};
 };
 
-class MemorySource : public std::streambuf {
+class Decoder {
  public:
-  MemorySource(const void* data, size_t size) {
-    char* p = static_cast<char*>(const_cast<void*>(data));
-    setg(p, p, p + size);
+  template <typename T>
+  void operator()(const MDB_val& val, T* record) {
+    source_.Point(val.mv_data, val.mv_size);
+    stream_.clear();
+    archive_(*record);
   }
+
+ private:
+  class Source : public std::streambuf {
+   public:
+    void Point(const void* data, size_t size) {
+      char* p = static_cast<char*>(const_cast<void*>(data));
+      setg(p, p, p + size);
+    }
+  };
+
+  Source source_;
+  std::istream stream_{&source_};
+  cereal::BinaryInputArchive archive_{stream_};
 };
-
-template <typename T>
-void Encode(const T& record, std::string* out) {
-  out->clear();
-  StringSink sink(out);
-  std::ostream os(&sink);
-  cereal::BinaryOutputArchive archive(os);
-  archive(record);
-}
-
-template <typename T>
-void Decode(const MDB_val& val, T* record) {
-  MemorySource source(val.mv_data, val.mv_size);
-  std::istream is(&source);
-  cereal::BinaryInputArchive archive(is);
-  archive(*record);
-}
 
 void Check(int rc, const char* what) {
   if (rc != MDB_SUCCESS) throw BenchError(std::string("lmdb: ") + what + ": " + mdb_strerror(rc));
@@ -167,8 +181,7 @@ class LmdbBackend : public Backend {
     for (int i = 0; i < n; ++i) {
       ProjectRecord project{"project-" + std::to_string(i), NowMs()};
       Id id = NewId();
-      Encode(project, &buffer_);
-      MDB_val key = Val(id.data(), id.size()), val = Val(buffer_);
+      MDB_val key = Val(id.data(), id.size()), val = Val(encode_(project));
       Check(mdb_put(txn.get(), projects_, &key, &val, MDB_NOOVERWRITE), "put project");
       ids.emplace_back(id.data(), id.size());
     }
@@ -197,7 +210,7 @@ class LmdbBackend : public Backend {
     MDB_val key = Val(ids_[i].data(), kIdBytes), val;
     Check(mdb_get(txn.get(), tasks_, &key, &val), "get task");
     TaskRecord task;
-    Decode(val, &task);
+    decode_(val, &task);
     return task.priority;
   }
 
@@ -222,7 +235,7 @@ class LmdbBackend : public Backend {
         mdb_cursor_close(cursor);
         Check(get_rc, "get task from index");
       }
-      Decode(doc, &task);
+      decode_(doc, &task);
       priorities->push_back(task.priority);
       ++n;
       rc = mdb_cursor_get(cursor, &key, &val, MDB_PREV);
@@ -247,8 +260,7 @@ class LmdbBackend : public Backend {
     if (doc.project_id.size() != kIdBytes) throw BenchError("lmdb: bad project id");
     Id id = NewId();
     TaskRecord task{doc.project_id, doc.title, doc.priority, doc.estimate, doc.status, NowMs()};
-    Encode(task, &buffer_);
-    MDB_val key = Val(id.data(), id.size()), val = Val(buffer_), empty = Val("", 0);
+    MDB_val key = Val(id.data(), id.size()), val = Val(encode_(task)), empty = Val("", 0);
     Check(mdb_put(txn, tasks_, &key, &val, MDB_NOOVERWRITE), "put task");
 
     key_.assign(doc.project_id);
@@ -270,7 +282,9 @@ class LmdbBackend : public Backend {
   std::mt19937_64 rng_;
   uint64_t last_stamp_ = 0;
   std::vector<Id> ids_;
-  std::string buffer_, key_;
+  Encoder encode_;
+  Decoder decode_;
+  std::string key_;
 };
 
 }  // namespace

@@ -5,7 +5,8 @@
 //                                                   json_extract(doc, '$.priority'))
 //   CREATE INDEX tasks_by_status ON tasks(json_extract(doc, '$.status'))
 // WAL mode with synchronous=FULL, so each commit is durable as in LMDB and stagedb. Documents are
-// written with nlohmann-json and parsed back into structs on every read.
+// written with nlohmann-json; reads take the fields out with SQLite's own JSON operator (`->>`,
+// one parse per row), which is faster than returning the text and parsing it in C++.
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -88,14 +89,25 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
-TaskDoc ParseTask(const unsigned char* text, int size) {
-  nlohmann::json doc = nlohmann::json::parse(text, text + size);
+// The columns every read selects, and how they become a TaskDoc.
+#define TASK_COLUMNS                                                                       \
+  "doc ->> '$.projectId', doc ->> '$.title', doc ->> '$.priority', doc ->> '$.estimate', " \
+  "doc ->> '$.status'"
+
+std::string Text(sqlite3_stmt* stmt, int column) {
+  const unsigned char* text = sqlite3_column_text(stmt, column);
+  if (text == nullptr) throw BenchError("sqlite: a document field is missing");
+  return std::string(reinterpret_cast<const char*>(text),
+                     static_cast<size_t>(sqlite3_column_bytes(stmt, column)));
+}
+
+TaskDoc ReadTask(sqlite3_stmt* stmt) {
   TaskDoc task;
-  task.project_id = doc.at("projectId").get<std::string>();
-  task.title = doc.at("title").get<std::string>();
-  task.priority = doc.at("priority").get<int64_t>();
-  task.estimate = doc.at("estimate").get<double>();
-  task.status = doc.at("status").get<std::string>();
+  task.project_id = Text(stmt, 0);
+  task.title = Text(stmt, 1);
+  task.priority = sqlite3_column_int64(stmt, 2);
+  task.estimate = sqlite3_column_double(stmt, 3);
+  task.status = Text(stmt, 4);
   return task;
 }
 
@@ -122,7 +134,7 @@ class SqliteBackend : public Backend {
       rollback_ = Statement(db_, "ROLLBACK");
       insert_project_ = Statement(db_, "INSERT INTO projects (id, doc) VALUES (?1, ?2)");
       insert_task_ = Statement(db_, "INSERT INTO tasks (id, doc) VALUES (?1, ?2)");
-      get_task_ = Statement(db_, "SELECT doc FROM tasks WHERE id = ?1");
+      get_task_ = Statement(db_, "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?1");
       range_ = Statement(db_, kRangeSql);
       CheckRangePlan();
     } catch (...) {
@@ -172,8 +184,7 @@ class SqliteBackend : public Backend {
       get_task_.Reset();
       throw BenchError("sqlite: task not found");
     }
-    TaskDoc task = ParseTask(sqlite3_column_text(get_task_.get(), 0),
-                             sqlite3_column_bytes(get_task_.get(), 0));
+    TaskDoc task = ReadTask(get_task_.get());
     get_task_.Reset();
     return task.priority;
   }
@@ -184,8 +195,7 @@ class SqliteBackend : public Backend {
                       SQLITE_STATIC);
     sqlite3_bind_int64(range_.get(), 2, static_cast<sqlite3_int64>(limit));
     while (range_.Step()) {
-      TaskDoc task =
-          ParseTask(sqlite3_column_text(range_.get(), 0), sqlite3_column_bytes(range_.get(), 0));
+      TaskDoc task = ReadTask(range_.get());
       priorities->push_back(task.priority);
     }
     range_.Reset();
@@ -193,7 +203,8 @@ class SqliteBackend : public Backend {
 
  private:
   static constexpr const char* kRangeSql =
-      "SELECT doc FROM tasks WHERE json_extract(doc, '$.projectId') = ?1 "
+      "SELECT " TASK_COLUMNS
+      " FROM tasks WHERE json_extract(doc, '$.projectId') = ?1 "
       "ORDER BY json_extract(doc, '$.priority') DESC LIMIT ?2";
 
   void Exec(const char* sql) {

@@ -4,12 +4,14 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <cstring>
 
 #include <algorithm>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/memory/memory.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -58,6 +60,14 @@ int* HeldCount(const LmdbStore* store) {
   }
   held_resize_locks.push_back({store, 0});
   return &held_resize_locks.back().count;
+}
+
+// LMDB forbids opening one environment twice in a process (closing either breaks the other's
+// locks), so open paths are registered and a second Open is refused.
+absl::Mutex open_paths_mu(absl::kConstInit);
+absl::flat_hash_set<std::string>& OpenPaths() ABSL_EXCLUSIVE_LOCKS_REQUIRED(open_paths_mu) {
+  static absl::flat_hash_set<std::string> paths;
+  return paths;
 }
 
 }  // namespace
@@ -171,7 +181,19 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& pa
     return absl::InvalidArgumentError(
         absl::StrCat("cannot create database directory \"", path, "\": ", strerror(errno)));
   }
-  auto store = absl::WrapUnique(new LmdbStore(path, max_map_size));
+  std::error_code error;
+  std::string canonical = std::filesystem::canonical(path, error).string();
+  if (error) canonical = path;
+  {
+    absl::MutexLock lock(&open_paths_mu);
+    if (!OpenPaths().insert(canonical).second) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "database \"%s\" is already open in this process; share that Database object "
+          "(it is thread-safe) instead of opening the path again",
+          path));
+    }
+  }
+  auto store = absl::WrapUnique(new LmdbStore(canonical, max_map_size));
   int rc = mdb_env_create(&store->env_);
   if (rc != 0) return LmdbError(rc, "env create");
   mdb_env_set_maxdbs(store->env_, 4);
@@ -206,6 +228,8 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& pa
 
 LmdbStore::~LmdbStore() {
   if (env_ != nullptr) mdb_env_close(env_);
+  absl::MutexLock lock(&open_paths_mu);
+  OpenPaths().erase(path_);
 }
 
 absl::StatusOr<std::unique_ptr<StoreTxn>> LmdbStore::BeginRead() { return Begin(false); }
@@ -238,6 +262,12 @@ absl::Status LmdbStore::AdoptMapSize() {
 }
 
 absl::Status LmdbStore::Grow() {
+  if (*HeldCount(this) > 0) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "database \"%s\" is full and cannot grow while this thread has a transaction open "
+        "(is Mutate called from inside Query?)",
+        path_));
+  }
   absl::MutexLock lock(&resize_mu_);
   if (map_size_ >= max_map_size_) {
     return absl::ResourceExhaustedError(absl::StrCat(

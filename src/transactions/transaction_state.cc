@@ -208,7 +208,7 @@ absl::Status TransactionState::Scan(const IndexInfo& index, std::string_view lo,
     }
     bool go_on = true;
     if (present) {
-      *last_key = std::string(key);
+      last_key->assign(key);
       absl::StatusOr<Document> document = EntryDocument(index, key, value);
       if (!document.ok()) return document.status();
       absl::StatusOr<bool> visited = visit(key, *std::move(document));
