@@ -471,8 +471,17 @@ bool SameModel(const Model& x, const Model& y, std::string* why) {
   return true;
 }
 
+// How many checked queries returned something, and how many returned more than one document
+// (so that the test does not pass on mostly empty results).
+struct QueryStats {
+  int queries = 0;
+  int non_empty = 0;
+  int several = 0;
+};
+
 // Runs `count` random queries through `reader` and checks each against `model`.
-void CheckQueries(Reader& reader, Generator& gen, const Model& model, int count) {
+void CheckQueries(Reader& reader, Generator& gen, const Model& model, int count,
+                  QueryStats* stats) {
   const std::vector<std::string> ids = Ids(model);
   for (int i = 0; i < count; ++i) {
     const RandomQuery q = gen.MakeQuery(model, ids);
@@ -481,6 +490,9 @@ void CheckQueries(Reader& reader, Generator& gen, const Model& model, int count)
     INFO("status: " << got.status().ToString());
     REQUIRE(got.ok());
     const std::vector<std::string> expected = q.Expected(model);
+    ++stats->queries;
+    stats->non_empty += expected.empty() ? 0 : 1;
+    stats->several += expected.size() > 1 ? 1 : 0;
     if (*got != expected) {
       std::ostringstream detail;
       detail << "expected " << expected.size() << " ids, got " << got->size() << "\n";
@@ -539,27 +551,35 @@ TEST_CASE("index ranges match a brute-force model", "[index_range]") {
   }
 
   SECTION("random queries on snapshots") {
-    for (int batch = 0; batch < 40; ++batch) {
+    QueryStats stats;
+    for (int batch = 0; batch < 60; ++batch) {
       absl::Status status = (*db)->Query([&](Reader& reader) -> absl::Status {
-        CheckQueries(reader, gen, model, 100);
+        CheckQueries(reader, gen, model, 100, &stats);
         return absl::OkStatus();
       });
       REQUIRE(status.ok());
     }
+    INFO(stats.queries << " queries, " << stats.non_empty << " non-empty, " << stats.several
+                       << " with several documents");
+    CHECK(stats.non_empty * 2 > stats.queries);
+    CHECK(stats.several * 6 > stats.queries);
   }
 
   SECTION("random queries inside a mutation see its own writes") {
     // Writes buffered in the transaction (inserts, patches that move index entries, deletes)
     // merge with the snapshot in every scan, in both directions. The mutation is then abandoned.
+    QueryStats stats;
     for (int round = 0; round < 4; ++round) {
       absl::Status status = (*db)->Mutate([&](Transaction& tx) -> absl::Status {
         Model mine = model;
         if (absl::Status s = RandomWrites(tx, gen, mine, 25, 40, 10, 30); !s.ok()) return s;
-        CheckQueries(tx, gen, mine, 300);
+        CheckQueries(tx, gen, mine, 300, &stats);
         return absl::CancelledError("test: abandon the mutation");
       });
       REQUIRE(status.code() == absl::StatusCode::kCancelled);
     }
+    INFO(stats.queries << " queries, " << stats.non_empty << " non-empty");
+    CHECK(stats.non_empty * 2 > stats.queries);
     absl::StatusOr<Model> stored = (*db)->Query([](Reader& r) { return ReadAll(r); });
     REQUIRE(stored.ok());
     std::string why;

@@ -4,12 +4,11 @@
 #include "stagedb/key_codec.h"
 
 #include <bit>
+#include <catch2/catch.hpp>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "absl/strings/escaping.h"
 #include "random_values.h"
@@ -307,24 +306,24 @@ TEST_CASE("Keys with a tuple prefix are exactly the range [P, P + 0xFF)", "[key_
 TEST_CASE("DecodeKey refuses malformed keys", "[key_codec]") {
   using namespace std::string_literals;
   const std::vector<std::string> malformed = {
-      ""s,                                           // no value
-      "\x01"s,                                       // unknown tag
-      "\xff"s,                                       // unknown tag
-      "\x30\x80\x00"s,                               // truncated int64
-      "\x40\x80"s,                                   // truncated float64
-      "\x40\xff\xf8\x00\x00\x00\x00\x00\x01"s,       // non-canonical NaN
-      "\x40\xff\xff\xff\xff\xff\xff\xff\xff"s,       // non-canonical NaN
-      "\x50"s,                                       // truncated boolean
-      "\x50\x02"s,                                   // bad boolean
-      "\x60\x61\x62"s,                               // unterminated string
-      "\x70\x00\xff"s,                               // unterminated bytes (escaped zero)
-      "\x80\x20"s,                                   // unterminated array
-      "\x80\x02\x00"s,                               // bad element tag
-      "\x90\x01\x61\x00"s,                           // field without a value
-      "\x90\x02\x61\x00\x20\x00"s,                   // bad field marker
-      "\x90\x01\x62\x00\x20\x01\x61\x00\x20\x00"s,   // fields out of order
-      "\x90\x01\x61\x00\x20\x01\x61\x00\x20\x00"s,   // duplicate field
-      "\x20\x01"s,                                   // garbage after a value
+      ""s,                                                    // no value
+      "\x01"s,                                                // unknown tag
+      "\xff"s,                                                // unknown tag
+      "\x30\x80\x00"s,                                        // truncated int64
+      "\x40\x80"s,                                            // truncated float64
+      "\x40\xff\xf8\x00\x00\x00\x00\x00\x01"s,                // non-canonical NaN
+      "\x40\xff\xff\xff\xff\xff\xff\xff\xff"s,                // non-canonical NaN
+      "\x50"s,                                                // truncated boolean
+      "\x50\x02"s,                                            // bad boolean
+      "\x60\x61\x62"s,                                        // unterminated string
+      "\x70\x00\xff"s,                                        // unterminated bytes (escaped zero)
+      "\x80\x20"s,                                            // unterminated array
+      "\x80\x02\x00"s,                                        // bad element tag
+      "\x90\x01\x61\x00"s,                                    // field without a value
+      "\x90\x02\x61\x00\x20\x00"s,                            // bad field marker
+      "\x90\x01\x62\x00\x20\x01\x61\x00\x20\x00"s,            // fields out of order
+      "\x90\x01\x61\x00\x20\x01\x61\x00\x20\x00"s,            // duplicate field
+      "\x20\x01"s,                                            // garbage after a value
       std::string(1000, '\x80') + std::string(1000, '\x00'),  // nested too deeply
   };
   for (const std::string& key : malformed) {
@@ -343,7 +342,7 @@ TEST_CASE("DecodeKey accepts only canonical keys and never crashes", "[key_codec
   CAPTURE(seed);
   testing::RandomValueGenerator gen(seed);
   static constexpr char kAlphabet[] = {'\x00', '\x01', '\x10', '\x20', '\x30', '\x40', '\x50',
-                                       '\x60', '\x70', '\x80', '\x90', '\xff', 'a', '\x7f'};
+                                       '\x60', '\x70', '\x80', '\x90', '\xff', 'a',    '\x7f'};
   int decoded_ok = 0;
   for (int i = 0; i < 20000; ++i) {
     std::string key;

@@ -40,8 +40,8 @@ class RandomValueGenerator {
   // A value of any type.
   Value Next() { return Next(options_.max_depth); }
 
+  // A value with at most `max_depth` levels of arrays and objects (scalars only at 0 or less).
   Value Next(int max_depth) {
-    // Containers are less likely deeper down, so values stay small.
     const int container_weight = max_depth > 0 ? 2 : 0;
     switch (Uniform(0, 8 + 2 * container_weight)) {
       case 0:
@@ -180,13 +180,28 @@ class RandomValueGenerator {
   // prefixes or are equal; includes "" and embedded NULs.
   std::string String() {
     static constexpr std::string_view kPieces[] = {
-        "a",  "b",  std::string_view("\0", 1), "\x01", "\x7f", "\xc3\xa9" /* é */,
-        "\xe2\x82\xac" /* € */, "\xf0\x9f\x98\x80" /* 😀 */, "$", ".", "\"", "\\", "\n", "ab",
-        "_",  "Z",
+        "a",
+        "b",
+        std::string_view("\0", 1),
+        "\x01",
+        "\x7f",
+        "\xc3\xa9" /* é */,
+        "\xe2\x82\xac" /* € */,
+        "\xf0\x9f\x98\x80" /* 😀 */,
+        "$",
+        ".",
+        "\"",
+        "\\",
+        "\n",
+        "ab",
+        "_",
+        "Z",
     };
     std::string s;
     const int pieces = Uniform(0, 5);
-    for (int i = 0; i < pieces; ++i) s += kPieces[Uniform(0, static_cast<int>(std::size(kPieces)) - 1)];
+    for (int i = 0; i < pieces; ++i) {
+      s += kPieces[Uniform(0, static_cast<int>(std::size(kPieces)) - 1)];
+    }
     return s;
   }
 
@@ -194,15 +209,17 @@ class RandomValueGenerator {
     static constexpr char kBytes[] = {'\x00', '\xff', '\x01', '\xfe', 'a', '\x80'};
     std::string s;
     const int length = Uniform(0, 6);
-    for (int i = 0; i < length; ++i) s += kBytes[Uniform(0, static_cast<int>(std::size(kBytes)) - 1)];
+    for (int i = 0; i < length; ++i) {
+      s += kBytes[Uniform(0, static_cast<int>(std::size(kBytes)) - 1)];
+    }
     return Bytes{std::move(s)};
   }
 
   // Object keys from a small set (with prefixes of each other) to force equal-key comparisons.
   std::string Key() {
     static constexpr std::string_view kKeys[] = {
-        "a", "b", "ab", "a b", "_id", "Z", "\xc3\xa9", "x.y", "\x7f", std::string_view("a\0", 2),
-        "", "$x",
+        "a", "b",  "ab", "a b", "_id", "Z", "\xc3\xa9", "x.y", "\x7f", std::string_view("a\0", 2),
+        "",  "$x",
     };
     // The last two are not storable.
     const size_t count = std::size(kKeys) - (options_.allow_unstorable_keys ? 0 : 2);

@@ -444,6 +444,44 @@ TEST_CASE("whole ranges are recorded as their bounds", "[read_set]") {
   }
 }
 
+// DESIGN "Reactivity": "a scan records only the part it consumed (Take(10) ends at the tenth
+// key)". When the limit is reached on the last document of the range, nothing after it was
+// returned, so a later insert after it cannot change the result: the range still ends at that key.
+TEST_CASE("a limit reached on the range's last document still ends the range there", "[read_set]") {
+  Fixture f;
+  // by_a Lt(a, 50): exactly five documents (a = 0..40).
+  std::vector<Range> ranges = f.Record([&](Reader& r) {
+    REQUIRE(r.Table("r").WithIndex("by_a", Lt("a", 50)).Take(5).value().size() == 5);
+  });
+  INFO("Take(5) of exactly five\n" << Describe(ranges));
+  REQUIRE(ranges.size() == 1);
+  CHECK(ranges[0].start.empty());
+  CHECK(ranges[0].end == f.docs[4].KeyA() + std::string(1, '\0'));
+
+  // First() of a range with one document (a = 10).
+  ranges = f.Record([&](Reader& r) {
+    REQUIRE(r.Table("r").WithIndex("by_a", Eq("a", 10)).First().value().has_value());
+  });
+  INFO("First() of exactly one\n" << Describe(ranges));
+  REQUIRE(ranges.size() == 1);
+  CHECK(ranges[0].start == EncodeKey(Value::Int64(10)));
+  CHECK(ranges[0].end == f.docs[1].KeyA() + std::string(1, '\0'));
+
+  // Descending: Take(5) of the top five (a >= 150) starts at the fifth key from the top.
+  ranges = f.Record([&](Reader& r) {
+    REQUIRE(r.Table("r")
+                .WithIndex("by_a", Gte("a", 150))
+                .Order(SortOrder::kDesc)
+                .Take(5)
+                .value()
+                .size() == 5);
+  });
+  INFO("desc Take(5) of exactly five\n" << Describe(ranges));
+  REQUIRE(ranges.size() == 1);
+  CHECK(ranges[0].start == f.docs[15].KeyA());
+  CHECK(ranges[0].end == "\xFF");
+}
+
 TEST_CASE("Paginate records adjacent ranges per page", "[read_set]") {
   Fixture f;
   std::string cursor;

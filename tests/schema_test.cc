@@ -1,7 +1,6 @@
 // Schema tests: validation of writes against the declared validators, errors in schema files
 // at Open, and schema evolution when a database is reopened with a different schema.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -11,6 +10,7 @@
 
 #include "nlohmann/json.hpp"
 #include "stagedb/stagedb.h"
+#include "storage/lmdb_store.h"
 #include "test_util.h"
 
 namespace {
@@ -34,11 +34,11 @@ absl::Status StatusOf(const absl::StatusOr<T>& s) {
 
 std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 
-#define REQUIRE_OK(expr)                      \
-  do {                                        \
-    const absl::Status s_ = StatusOf(expr);   \
-    INFO("status: " << s_.ToString());        \
-    REQUIRE(s_.ok());                         \
+#define REQUIRE_OK(expr)                    \
+  do {                                      \
+    const absl::Status s_ = StatusOf(expr); \
+    INFO("status: " << s_.ToString());      \
+    REQUIRE(s_.ok());                       \
   } while (0)
 
 // Checks the code of a status and that its message contains every needle.
@@ -52,9 +52,9 @@ void CheckError(const absl::Status& s, absl::StatusCode code,
   }
 }
 
-#define CHECK_ERROR(expr, code, ...)               \
-  do {                                             \
-    INFO("expression: " #expr);                    \
+#define CHECK_ERROR(expr, code, ...)                 \
+  do {                                               \
+    INFO("expression: " #expr);                      \
     CheckError(StatusOf(expr), code, {__VA_ARGS__}); \
   } while (0)
 
@@ -80,8 +80,8 @@ DocumentId MustInsert(Database& db, std::string_view table, const Object& fields
 std::vector<Document> All(Database& db, const std::string& table,
                           const std::string& index = "by_creation_time",
                           stagedb::IndexRange range = {}) {
-  absl::StatusOr<std::vector<Document>> docs = db.Query(
-      [&](Reader& r) { return r.Table(table).WithIndex(index, range).Collect(); });
+  absl::StatusOr<std::vector<Document>> docs =
+      db.Query([&](Reader& r) { return r.Table(table).WithIndex(index, range).Collect(); });
   INFO("query " << table << "." << index << ": " << docs.status().ToString());
   REQUIRE(docs.ok());
   return *std::move(docs);
@@ -142,21 +142,21 @@ TEST_CASE("a document with every kind of field is stored and read back", "[schem
   TempDir dir;
   auto db = OpenDb(dir.Sub("db"), kWriteSchema);
   const DocumentId project = MustInsert(*db, "projects", {{"title", "stagedb"}});
-  Object fields = Person({{"level", Value::Int64(3)},
-                          {"admin", true},
-                          {"avatar", Bytes{std::string("\x00\x01\xff", 3)}},
-                          {"nothing", nullptr},
-                          {"nick", "ada"},
-                          {"status", "done"},
-                          {"kind", "person"},
-                          {"mixed", Value::Int64(7)},
-                          {"project", project.text()},
-                          {"tags", Array{"a", "b"}},
-                          {"meta", Object{{"source", "import"},
-                                          {"inner", Object{{"x", Value::Int64(1)}}}}},
-                          {"labels", Object{{"k1", Value::Int64(1)}, {"k2", Value::Int64(2)}}},
-                          {"refs", Object{{project.text(), true}}},
-                          {"payload", Array{nullptr, 1.5, Object{{"deep", Array{}}}}}});
+  Object fields =
+      Person({{"level", Value::Int64(3)},
+              {"admin", true},
+              {"avatar", Bytes{std::string("\x00\x01\xff", 3)}},
+              {"nothing", nullptr},
+              {"nick", "ada"},
+              {"status", "done"},
+              {"kind", "person"},
+              {"mixed", Value::Int64(7)},
+              {"project", project.text()},
+              {"tags", Array{"a", "b"}},
+              {"meta", Object{{"source", "import"}, {"inner", Object{{"x", Value::Int64(1)}}}}},
+              {"labels", Object{{"k1", Value::Int64(1)}, {"k2", Value::Int64(2)}}},
+              {"refs", Object{{project.text(), true}}},
+              {"payload", Array{nullptr, 1.5, Object{{"deep", Array{}}}}}});
   const DocumentId id = MustInsert(*db, "people", fields);
   std::optional<Document> doc = GetDoc(*db, id);
   REQUIRE(doc.has_value());
@@ -203,8 +203,7 @@ TEST_CASE("missing required fields and undeclared fields are refused", "[schema]
   // `any` still needs a value.
   CHECK_ERROR(InsertOne(*db, "blobs", {}), absl::StatusCode::kInvalidArgument, "blobs", "data");
   // Unknown table.
-  CHECK_ERROR(InsertOne(*db, "ghosts", {{"x", 1.0}}), absl::StatusCode::kInvalidArgument,
-              "ghosts");
+  CHECK_ERROR(InsertOne(*db, "ghosts", {{"x", 1.0}}), absl::StatusCode::kInvalidArgument, "ghosts");
   // Optional fields may be missing.
   REQUIRE_OK(InsertOne(*db, "people", Person()));
   CHECK(All(*db, "people").size() == 1);
@@ -256,10 +255,10 @@ TEST_CASE("errors inside objects and arrays name the nested path", "[schema][wri
   CHECK_ERROR(
       InsertOne(*db, "people", Person({{"meta", Object{{"source", "s"}, {"bogus", "extra-val"}}}})),
       absl::StatusCode::kInvalidArgument, "people", "meta.bogus", "extra-val");
-  CHECK_ERROR(InsertOne(*db, "people",
-                        Person({{"meta", Object{{"source", "s"},
-                                                {"inner", Object{{"x", "not-int"}}}}}})),
-              absl::StatusCode::kInvalidArgument, "people", "meta.inner.x", "not-int");
+  CHECK_ERROR(
+      InsertOne(*db, "people",
+                Person({{"meta", Object{{"source", "s"}, {"inner", Object{{"x", "not-int"}}}}}})),
+      absl::StatusCode::kInvalidArgument, "people", "meta.inner.x", "not-int");
   CHECK_ERROR(InsertOne(*db, "people", Person({{"meta", "flat-string"}})),
               absl::StatusCode::kInvalidArgument, "people", "meta", "flat-string");
   CHECK_ERROR(InsertOne(*db, "people", Person({{"tags", Array{"a", 2.75, "c"}}})),
@@ -277,10 +276,10 @@ TEST_CASE("records check their keys and values", "[schema][write]") {
   const DocumentId person = MustInsert(*db, "people", Person());
   REQUIRE_OK(InsertOne(*db, "people", Person({{"labels", Object{}}})));
   REQUIRE_OK(InsertOne(*db, "people", Person({{"refs", Object{{project.text(), false}}}})));
-  CHECK_ERROR(InsertOne(*db, "people",
-                        Person({{"labels", Object{{"good", Value::Int64(1)},
-                                                  {"badkey", "bad-value"}}}})),
-              absl::StatusCode::kInvalidArgument, "people", "labels", "badkey", "bad-value");
+  CHECK_ERROR(
+      InsertOne(*db, "people",
+                Person({{"labels", Object{{"good", Value::Int64(1)}, {"badkey", "bad-value"}}}})),
+      absl::StatusCode::kInvalidArgument, "people", "labels", "badkey", "bad-value");
   // Keys must be ids of `projects`.
   CHECK_ERROR(InsertOne(*db, "people", Person({{"refs", Object{{"plainkey", true}}}})),
               absl::StatusCode::kInvalidArgument, "people", "refs", "plainkey");
@@ -323,14 +322,14 @@ TEST_CASE("Patch and Replace are validated like Insert", "[schema][write]") {
   auto replace = [&](Object fields) {
     return db->Mutate([&](Transaction& tx) { return tx.Replace(id, fields); });
   };
-  CHECK_ERROR(patch({{"age", "patched-age"}}), absl::StatusCode::kInvalidArgument, "people",
-              "age", "patched-age");
-  CHECK_ERROR(patch({{"name", stagedb::Undefined{}}}), absl::StatusCode::kInvalidArgument,
-              "people", "name", "missing");
+  CHECK_ERROR(patch({{"age", "patched-age"}}), absl::StatusCode::kInvalidArgument, "people", "age",
+              "patched-age");
+  CHECK_ERROR(patch({{"name", stagedb::Undefined{}}}), absl::StatusCode::kInvalidArgument, "people",
+              "name", "missing");
   CHECK_ERROR(patch({{"undeclared_field", 1.0}}), absl::StatusCode::kInvalidArgument, "people",
               "undeclared_field");
-  CHECK_ERROR(replace({{"name", "only-name"}}), absl::StatusCode::kInvalidArgument, "people",
-              "age", "missing");
+  CHECK_ERROR(replace({{"name", "only-name"}}), absl::StatusCode::kInvalidArgument, "people", "age",
+              "missing");
   CHECK_ERROR(replace(Person({{"tags", Array{"x", false}}})), absl::StatusCode::kInvalidArgument,
               "people", "tags[1]");
   std::optional<Document> doc = GetDoc(*db, id);
@@ -366,8 +365,8 @@ TEST_CASE("schema files with errors are refused at Open with a clear message", "
               absl::StatusCode::kInvalidArgument, "widgets", "by_colour");
   for (const std::string reserved : {"by_id", "by_creation_time"}) {
     CHECK_ERROR(OpenStatus(path, R"({"tables": {"widgets": {"fields": {"colour": "string"},
-                 "indexes": [{"name": ")" + reserved +
-                                     R"(", "fields": ["colour"]}]}}})"),
+                 "indexes": [{"name": ")" +
+                                     reserved + R"(", "fields": ["colour"]}]}}})"),
                 absl::StatusCode::kInvalidArgument, "widgets", reserved);
   }
   CHECK_ERROR(OpenStatus(path, R"({"tables": {"widgets": {"fields": {
@@ -378,11 +377,32 @@ TEST_CASE("schema files with errors are refused at Open with a clear message", "
   REQUIRE_OK(InsertOne(*db, "widgets", {{"colour", "blue"}}));
 }
 
+TEST_CASE("schema_dir problems are refused naming the directory or file", "[schema][open]") {
+  TempDir dir;
+  const std::string missing = dir.Sub("no-such-schema-dir");
+  CHECK_ERROR(Database::Open({.path = dir.Sub("db"), .schema_dir = missing}),
+              absl::StatusCode::kInvalidArgument, "no-such-schema-dir");
+  const std::string schema_dir = dir.Sub("schema");
+  std::filesystem::create_directory(schema_dir);
+  std::ofstream(schema_dir + "/good.json") << R"({"tables": {"gadgets": {"fields": {}}}})";
+  std::ofstream(schema_dir + "/broken-file.json") << R"({"tables": )";
+  std::ofstream(schema_dir + "/ignored.txt") << "not a schema";
+  CHECK_ERROR(Database::Open({.path = dir.Sub("db"), .schema_dir = schema_dir}),
+              absl::StatusCode::kInvalidArgument, "broken-file.json");
+  std::filesystem::remove(schema_dir + "/broken-file.json");
+  // Files that are not *.json are ignored.
+  absl::StatusOr<std::unique_ptr<Database>> db =
+      Database::Open({.path = dir.Sub("db"), .schema_dir = schema_dir});
+  REQUIRE_OK(db);
+  REQUIRE_OK(InsertOne(**db, "gadgets", {}));
+}
+
 TEST_CASE("a table declared in two files of a schema_dir is refused", "[schema][open]") {
   TempDir dir;
   const std::string schema_dir = dir.Sub("schema");
   std::filesystem::create_directory(schema_dir);
-  std::ofstream(schema_dir + "/a.json") << R"({"tables": {"gadgets": {"fields": {"x": "string"}}}})";
+  std::ofstream(schema_dir + "/a.json")
+      << R"({"tables": {"gadgets": {"fields": {"x": "string"}}}})";
   std::ofstream(schema_dir + "/b.json")
       << R"({"tables": {"gadgets": {"fields": {"y": "string"}}, "other": {"fields": {}}}})";
   absl::StatusOr<std::unique_ptr<Database>> db =
@@ -426,6 +446,26 @@ TEST_CASE("the repository's schema directory loads", "[schema][open]") {
 
 // ---------------------------------------------------------------------------------------------
 // Schema evolution
+
+// How many entries the store's data database holds (documents and index entries); the
+// database must be closed.
+size_t DataEntries(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<stagedb::internal::LmdbStore>> store =
+      stagedb::internal::LmdbStore::Open(path, size_t{16} << 20, size_t{1} << 30);
+  REQUIRE_OK(store);
+  absl::StatusOr<std::unique_ptr<stagedb::internal::StoreTxn>> txn = (*store)->BeginRead();
+  REQUIRE_OK(txn);
+  absl::StatusOr<stagedb::internal::StoreCursor> cursor =
+      (*txn)->OpenCursor(stagedb::internal::StoreDb::kData);
+  REQUIRE_OK(cursor);
+  size_t n = 0;
+  for (absl::StatusOr<bool> found = cursor->SeekAtOrAfter("");; found = cursor->Next()) {
+    REQUIRE_OK(found);
+    if (!*found) break;
+    ++n;
+  }
+  return n;
+}
 
 constexpr const char* kNotesV1 = R"json({
   "tables": {
@@ -476,16 +516,16 @@ TEST_CASE("compatible schema changes are applied on reopen", "[schema][evolution
   db.reset();
 
   SECTION("a new table") {
-    const std::string v2 = Edit(kNotesV1, R"("people")",
-                                R"("labels": {"fields": {"text": "string"}}, "people")");
+    const std::string v2 =
+        Edit(kNotesV1, R"("people")", R"("labels": {"fields": {"text": "string"}}, "people")");
     db = OpenDb(path, v2);
     REQUIRE_OK(InsertOne(*db, "labels", {{"text", "new"}}));
     CHECK(All(*db, "labels").size() == 1);
     CHECK(All(*db, "notes").size() == 3);
   }
   SECTION("a new optional field") {
-    const std::string v2 =
-        Edit(kNotesV1, R"("n": "number",)", R"("n": "number", "color": {"type": "optional", "of": "string"},)");
+    const std::string v2 = Edit(kNotesV1, R"("n": "number",)",
+                                R"("n": "number", "color": {"type": "optional", "of": "string"},)");
     db = OpenDb(path, v2);
     REQUIRE_OK(InsertOne(*db, "notes", {{"title", "c"}, {"n", 9.0}, {"color", "red"}}));
     CHECK(All(*db, "notes").size() == 4);
@@ -537,9 +577,44 @@ TEST_CASE("compatible schema changes are applied on reopen", "[schema][evolution
     CHECK(by_title[0].Get("title") == Value("note-1"));
     CHECK(by_title[2].Get("title") == Value("note-3"));
   }
+  SECTION("removing an index drops its entries; adding it back rebuilds it") {
+    // notes: by_id, by_creation_time, by_title; people: by_id, by_creation_time.
+    CHECK(DataEntries(path) == 3 * 3 + 2 * 2);
+    const std::string without = Edit(kNotesV1, R"({"name": "by_title", "fields": ["title"]})", "");
+    db = OpenDb(path, without);
+    MustInsert(*db, "notes", {{"title", "note-0"}, {"n", 0.0}});
+    db.reset();
+    CHECK(DataEntries(path) == 4 * 2 + 2 * 2);
+    db = OpenDb(path, kNotesV1);
+    std::vector<Document> by_title = All(*db, "notes", "by_title");
+    REQUIRE(by_title.size() == 4);
+    CHECK(Ns(by_title) == std::vector<double>{0.0, 1.0, 2.0, 3.0});
+    db.reset();
+    CHECK(DataEntries(path) == 4 * 3 + 2 * 2);
+    db = OpenDb(path, kNotesV1);
+  }
+  SECTION("a new optional field with an index on it, in one change") {
+    std::string v2 = Edit(kNotesV1, R"("n": "number",)",
+                          R"("n": "number", "meta": {"type": "optional", "of": {"type": "object",
+                             "fields": {"rank": "float64"}}},)");
+    v2 = Edit(v2, R"({"name": "by_title", "fields": ["title"]})",
+              R"({"name": "by_title", "fields": ["title"]},
+                 {"name": "by_rank", "fields": ["meta.rank", "title"]})");
+    db = OpenDb(path, v2);
+    // The old documents have no meta: they sort first (missing < any value), by title.
+    std::vector<Document> by_rank = All(*db, "notes", "by_rank");
+    CHECK(Ns(by_rank) == std::vector<double>{1.0, 2.0, 3.0});
+    REQUIRE_OK(db->Mutate([&](Transaction& tx) {
+      return tx.Patch(seeded.notes[1], {{"meta", Object{{"rank", -1.0}}}});
+    }));
+    CHECK(Ns(All(*db, "notes", "by_rank")) == std::vector<double>{2.0, 3.0, 1.0});
+    CHECK(Ns(All(*db, "notes", "by_rank", stagedb::Eq("meta.rank", -1.0))) ==
+          std::vector<double>{1.0});
+  }
   SECTION("removing an empty table and widening a type") {
-    std::string v2 = Edit(kNotesV1, R"("title": "string", "n": "number")",
-                          R"("title": "string", "n": {"type": "union", "of": ["number", "string"]})");
+    std::string v2 =
+        Edit(kNotesV1, R"("title": "string", "n": "number")",
+             R"("title": "string", "n": {"type": "union", "of": ["number", "string"]})");
     db = OpenDb(path, v2);
     REQUIRE_OK(InsertOne(*db, "notes", {{"title", "w"}, {"n", "wide"}}));
     db.reset();
@@ -562,9 +637,10 @@ TEST_CASE("compatible schema changes are applied on reopen", "[schema][evolution
 // still in force.
 void ExpectRefusedThenIntact(const std::string& path, const std::string& next,
                              const std::string& stored_schema, const Seeded& seeded,
-                             std::initializer_list<std::string> needles) {
+                             std::initializer_list<std::string> needles,
+                             absl::StatusCode code = absl::StatusCode::kFailedPrecondition) {
   absl::Status refused = OpenStatus(path, next);
-  CheckError(refused, absl::StatusCode::kFailedPrecondition, needles);
+  CheckError(refused, code, needles);
   // Opening without a schema uses the stored (old) one.
   absl::StatusOr<std::unique_ptr<Database>> db = Database::Open({.path = path});
   REQUIRE_OK(db);
@@ -589,8 +665,9 @@ TEST_CASE("incompatible schema changes are refused and leave the database as it 
   const std::string path = dir.Sub("db");
   auto db = OpenDb(path, kNotesV1);
   const Seeded seeded = Seed(*db);
-  REQUIRE_OK(db->Mutate(
-      [&](Transaction& tx) { return tx.Patch(seeded.notes[0], {{"extra", 5.0}}); }));
+  REQUIRE_OK(db->Mutate([&](Transaction& tx) {
+    return tx.Patch(seeded.notes[0], {{"extra", 5.0}});
+  }));
   const std::string stored = db->SchemaJson();
   db.reset();
 
@@ -600,9 +677,8 @@ TEST_CASE("incompatible schema changes are refused and leave the database as it 
     ExpectRefusedThenIntact(path, v2, stored, seeded, {"notes", "priority", "people", "email"});
   }
   SECTION("narrowing a type") {
-    const std::string v2 =
-        Edit(kNotesV1, R"("extra": {"type": "optional", "of": "any"})",
-             R"("extra": {"type": "optional", "of": "string"})");
+    const std::string v2 = Edit(kNotesV1, R"("extra": {"type": "optional", "of": "any"})",
+                                R"("extra": {"type": "optional", "of": "string"})");
     ExpectRefusedThenIntact(path, v2, stored, seeded, {"notes", "extra"});
   }
   SECTION("number to int64") {
@@ -619,6 +695,27 @@ TEST_CASE("incompatible schema changes are refused and leave the database as it 
     const std::string v2 = Edit(kNotesV1, R"(, "extra": {"type": "optional", "of": "any"})", "");
     ExpectRefusedThenIntact(path, v2, stored, seeded, {"notes", "extra"});
   }
+  SECTION("an index made unique over duplicate values") {
+    const std::string v2 = Edit(kNotesV1, R"({"name": "by_title", "fields": ["title"]})",
+                                R"({"name": "by_title", "fields": ["title"]},
+                                   {"name": "by_n", "fields": ["n"]})");
+    db = OpenDb(path, v2);
+    MustInsert(*db, "notes", {{"title", "same-n"}, {"n", 1.0}});
+    REQUIRE_OK(db->Mutate([&](Transaction& tx) { return tx.Delete(seeded.notes.back()); }));
+    MustInsert(*db, "notes", {{"title", "note-2"}, {"n", 2.0}});
+    db.reset();
+    const std::string v3 = Edit(v2, R"({"name": "by_n", "fields": ["n"]})",
+                                R"({"name": "by_n", "fields": ["n"], "unique": true})");
+    CHECK_ERROR(OpenStatus(path, v3), absl::StatusCode::kFailedPrecondition, "notes", "by_n",
+                "1.0");
+    db = OpenDb(path, v2);
+    CHECK(Ns(All(*db, "notes", "by_n")) == std::vector<double>{1.0, 1.0, 2.0, 3.0});
+  }
+  SECTION("an invalid schema on an existing database") {
+    ExpectRefusedThenIntact(path, R"({"tables": {"notes": {"fields": {"title": "strin"}}}})",
+                            stored, seeded, {"notes", "title", "strin"},
+                            absl::StatusCode::kInvalidArgument);
+  }
   SECTION("a new unique index over duplicate values") {
     db = OpenDb(path, kNotesV1);
     MustInsert(*db, "notes", {{"title", "dup-title"}, {"n", 10.0}});
@@ -633,8 +730,8 @@ TEST_CASE("incompatible schema changes are refused and leave the database as it 
     CHECK(All(*again, "notes").size() == 5);
     CHECK(All(*again, "notes", "by_title").size() == 5);
     // The refused index was not kept half-built: a query through it is an unknown index.
-    absl::StatusOr<std::vector<Document>> through = again->Query(
-        [&](Reader& r) { return r.Table("notes").WithIndex("by_title_u").Collect(); });
+    absl::StatusOr<std::vector<Document>> through =
+        again->Query([&](Reader& r) { return r.Table("notes").WithIndex("by_title_u").Collect(); });
     CHECK_ERROR(through, absl::StatusCode::kInvalidArgument, "by_title_u");
   }
 }
@@ -661,8 +758,8 @@ TEST_CASE("SchemaJson reflects the stored schema; no schema option uses it",
     CHECK(copy->SchemaJson() == v1_text);
   }
 
-  const std::string v2 =
-      Edit(kNotesV1, R"("n": "number",)", R"("n": "number", "color": {"type": "optional", "of": "string"},)");
+  const std::string v2 = Edit(kNotesV1, R"("n": "number",)",
+                              R"("n": "number", "color": {"type": "optional", "of": "string"},)");
   db = OpenDb(path, v2);
   const std::string v2_text = db->SchemaJson();
   CHECK(v2_text != v1_text);

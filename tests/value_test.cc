@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -13,8 +14,6 @@
 #include <thread>
 #include <unordered_set>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "absl/status/status.h"
 #include "random_values.h"
@@ -83,7 +82,7 @@ TEST_CASE("Compare orders types as documented", "[value]") {
   // One representative per type, in the documented order; within-type orders are covered with
   // the key codec (key_codec_test.cc), which must agree with Compare.
   const std::vector<Value> by_type = {
-      Value(Undefined{}), Value(nullptr), Value::Int64(kInt64Max), Value(-kInf), Value(false),
+      Value(Undefined{}), Value(nullptr), Value::Int64(kInt64Max), Value(-kInf),    Value(false),
       Value(""),          Value(Bytes{}), Value(Array{}),          Value(Object{}),
   };
   for (size_t i = 0; i < by_type.size(); ++i) {
@@ -153,7 +152,9 @@ TEST_CASE("IsValidUtf8 accepts well-formed and refuses ill-formed UTF-8", "[utf8
   CHECK(IsValidUtf8("\xef\xbf\xbf"));      // U+FFFF
   CHECK(IsValidUtf8("\xf0\x90\x80\x80"));  // U+10000
   CHECK(IsValidUtf8("\xf4\x8f\xbf\xbf"));  // U+10FFFF
-  CHECK(IsValidUtf8("12345678\xc3\xa9" "12345678"));
+  CHECK(
+      IsValidUtf8("12345678\xc3\xa9"
+                  "12345678"));
 
   CHECK_FALSE(IsValidUtf8("\x80"));              // stray continuation
   CHECK_FALSE(IsValidUtf8("\xc3"));              // truncated
@@ -169,7 +170,7 @@ TEST_CASE("IsValidUtf8 accepts well-formed and refuses ill-formed UTF-8", "[utf8
   CHECK_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // past U+10FFFF
   CHECK_FALSE(IsValidUtf8("\xf5\x80\x80\x80"));
   CHECK_FALSE(IsValidUtf8("\xff"));
-  CHECK_FALSE(IsValidUtf8("\xe2\x82"));          // truncated
+  CHECK_FALSE(IsValidUtf8("\xe2\x82"));  // truncated
   CHECK_FALSE(IsValidUtf8("12345678abcdefgh\xfe"));
 }
 
@@ -252,18 +253,23 @@ TEST_CASE("ValueFromJson refuses invalid input with a useful message", "[json]")
       {"[1,]", "column 4"},
       {"NaN", "invalid literal"},
       {"1e400", "number overflow"},
-      {"\"\xff\"", "invalid"},           // ill-formed UTF-8
-      {R"("\ud800")", "surrogate"},      // lone surrogate
-      {"{'a':1}", "invalid"},            // not JSON quotes
-      {"// comment\n1", "invalid"},      // no comments
+      {"\"\xff\"", "invalid"},       // ill-formed UTF-8
+      {R"("\ud800")", "surrogate"},  // lone surrogate
+      {"{'a':1}", "invalid"},        // not JSON quotes
+      {"// comment\n1", "invalid"},  // no comments
       {R"({"a":1,"a":2})", "duplicate field name \"a\""},
-      {R"({"$integer":"1.5"})", "not a decimal integer"},
-      {R"({"$integer":" 1"})", "not a decimal integer"},
-      {R"({"$integer":"+1"})", "not a decimal integer"},
-      {R"({"$integer":""})", "not a decimal integer"},
+      {R"({"$integer":"1.5"})", "not a canonical decimal integer"},
+      {R"({"$integer":" 1"})", "not a canonical decimal integer"},
+      {R"({"$integer":"+1"})", "not a canonical decimal integer"},
+      {R"({"$integer":""})", "not a canonical decimal integer"},
+      {R"({"$integer":"007"})", "not a canonical decimal integer"},
+      {R"({"$integer":"-0"})", "not a canonical decimal integer"},
       {R"({"$integer":"9223372036854775808"})", "out of the int64 range"},
       {R"({"$integer":1})", "must be a string, not float64"},
-      {R"({"$bytes":"!!!"})", "not standard base64"},
+      {R"({"$bytes":"!!!"})", "not standard padded base64"},
+      {R"({"$bytes":"AP8"})", "not standard padded base64"},
+      {R"({"$bytes":"AP 8="})", "not standard padded base64"},
+      {R"({"$bytes":"AP-_"})", "not standard padded base64"},
       {R"({"$float":"nan"})", "is not one of"},
       {R"({"$float":"1.5"})", "is not one of"},
       {R"({"$foo":1})", "field name \"$foo\" is reserved"},
@@ -319,10 +325,10 @@ TEST_CASE("JSON round-trips every float64 bit pattern tried", "[json]") {
       CHECK(back.ok());
     }
   }
-  for (const double d : {std::numeric_limits<double>::max(), -std::numeric_limits<double>::max(),
-                         std::numeric_limits<double>::min(),
-                         std::numeric_limits<double>::denorm_min(), -0.0, 5e-324, 1e21, 1e22,
-                         123456789012345680000.0, 0.30000000000000004}) {
+  for (const double d :
+       {std::numeric_limits<double>::max(), -std::numeric_limits<double>::max(),
+        std::numeric_limits<double>::min(), std::numeric_limits<double>::denorm_min(), -0.0, 5e-324,
+        1e21, 1e22, 123456789012345680000.0, 0.30000000000000004}) {
     absl::StatusOr<Value> back = ValueFromJson(ValueToJson(Value(d)));
     REQUIRE(back.ok());
     CHECK(Bits(back->as_float64()) == Bits(d));
@@ -341,7 +347,8 @@ void CheckInvalid(const absl::Status& status, std::string_view expected) {
 TEST_CASE("ValidateStoredValue accepts storable values", "[validate]") {
   CHECK(ValidateStoredValue(Value(Object{})).ok());
   CHECK(ValidateStoredValue(Value(Object{{"a", Array{nullptr, 1, 1.5, kNaN, true, "é",
-                                                     Bytes{"\0\xff"s}, Object{{"b c", 1}}}}})).ok());
+                                                     Bytes{"\0\xff"s}, Object{{"b c", 1}}}}}))
+            .ok());
   testing::RandomValueGenerator gen(
       1, {.max_depth = 4, .allow_undefined = false, .allow_unstorable_keys = false});
   for (int i = 0; i < 1000; ++i) CHECK(ValidateStoredValue(Value(gen.NextObject())).ok());
@@ -358,8 +365,7 @@ TEST_CASE("ValidateStoredValue refuses undefined", "[validate]") {
 TEST_CASE("ValidateStoredValue refuses ill-formed UTF-8 strings", "[validate]") {
   const Value doc = Object{{"meta", Object{{"tags", Array{"a", "b", "\xc3"s}}}}};
   CheckInvalid(ValidateStoredValue(doc), "field \"meta.tags[2]\": string is not valid UTF-8");
-  CheckInvalid(ValidateStoredValue(Value(Object{{"k\xff"s, 1}})),
-               "field name is not valid UTF-8");
+  CheckInvalid(ValidateStoredValue(Value(Object{{"k\xff"s, 1}})), "field name is not valid UTF-8");
 }
 
 TEST_CASE("ValidateStoredValue enforces the nesting depth", "[validate]") {
@@ -640,8 +646,8 @@ TEST_CASE("Ids generated on many threads are unique", "[id]") {
 }
 
 TEST_CASE("Table numbers of every varint length round-trip", "[id]") {
-  for (const uint32_t table : {1u, 127u, 128u, 16383u, 16384u, 2097151u, 2097152u, 268435455u,
-                               268435456u, 4294967295u}) {
+  for (const uint32_t table :
+       {1u, 127u, 128u, 16383u, 16384u, 2097151u, 2097152u, 268435455u, 268435456u, 4294967295u}) {
     const DocumentId id = DocumentId::Generate(table);
     absl::StatusOr<DocumentId> parsed = DocumentId::Parse(id.text());
     INFO(table << " " << id.text());

@@ -1,6 +1,11 @@
 // Transaction: the Reader of a mutation, plus writes. Writes are validated against the schema
 // when made (a failed write returns its error and changes nothing) and buffered; reads see them.
 // They reach the database only when the mutation's function returns OK, all at once.
+//
+// Errors: a value the schema refuses, a bad field name or an oversized document is
+// InvalidArgument naming table, field and value (`table "tasks": field "priority": expected
+// int64, got float64 5.0`); an unknown table is InvalidArgument; a missing document NotFound; a
+// unique-index duplicate AlreadyExists; a TransactionLimits limit ResourceExhausted.
 #ifndef STAGEDB_TRANSACTION_H_
 #define STAGEDB_TRANSACTION_H_
 

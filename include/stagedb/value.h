@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "stagedb/id.h"
 
 namespace stagedb {
 
@@ -79,6 +80,8 @@ class Value {
   Value(Bytes b) : rep_(std::move(b)) {}
   Value(Array a) : rep_(std::move(a)) {}
   Value(Object o) : rep_(std::move(o)) {}
+  // An id is stored as its text, a string (as in Convex).
+  Value(const DocumentId& id) : rep_(id.text()) {}
 
   static Value Int64(int64_t i) { return Value(static_cast<long long>(i)); }
   static Value Float64(double d) { return Value(d); }

@@ -25,7 +25,9 @@ class StringSink : public std::streambuf {
 
  protected:
   int_type overflow(int_type c) override {
-    if (!traits_type::eq_int_type(c, traits_type::eof())) out_.push_back(traits_type::to_char_type(c));
+    if (!traits_type::eq_int_type(c, traits_type::eof())) {
+      out_.push_back(traits_type::to_char_type(c));
+    }
     return traits_type::not_eof(c);
   }
   std::streamsize xsputn(const char* s, std::streamsize n) override {
@@ -242,8 +244,8 @@ absl::StatusOr<Object> DecodeDocument(std::string_view bytes) {
   const auto version = static_cast<uint8_t>(bytes[0]);
   if (version != kDocumentFormatVersion) {
     return absl::DataLossError(absl::StrCat("unknown document format version ", version,
-                                            " (this build reads version ",
-                                            kDocumentFormatVersion, ")"));
+                                            " (this build reads version ", kDocumentFormatVersion,
+                                            ")"));
   }
   // Cereal's portable archive starts with a byte-order flag (0 big, 1 little endian).
   if (bytes.size() < 2 || static_cast<uint8_t>(bytes[1]) > 1) {

@@ -71,11 +71,11 @@ std::string Base32Encode(std::string_view bytes) {
 absl::Status InvalidId(std::string_view text, std::string_view reason) {
   // The text may be anything a caller passed in: escape it and keep the message short.
   constexpr size_t kMaxShown = 64;
-  std::string shown = absl::CHexEscape(
-      absl::string_view(text.data(), std::min(text.size(), kMaxShown)));
+  std::string shown =
+      absl::CHexEscape(absl::string_view(text.data(), std::min(text.size(), kMaxShown)));
   if (text.size() > kMaxShown) shown += "...";
-  return absl::InvalidArgumentError(absl::StrCat("invalid document id \"", shown, "\": ",
-                                                 absl::string_view(reason.data(), reason.size())));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "invalid document id \"", shown, "\": ", absl::string_view(reason.data(), reason.size())));
 }
 
 // The last (ms << 16 | sequence) handed out in this process; each Generate takes a strictly
@@ -84,8 +84,8 @@ std::atomic<uint64_t> last_time_and_sequence{0};
 
 uint64_t NextTimeAndSequence() {
   const auto now = std::chrono::system_clock::now().time_since_epoch();
-  const auto ms = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+  const auto ms =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
   const uint64_t candidate = ms << 16;
   uint64_t last = last_time_and_sequence.load(std::memory_order_relaxed);
   for (;;) {
@@ -171,9 +171,9 @@ absl::StatusOr<DocumentId> DocumentId::Parse(std::string_view text) {
     return InvalidId(text, "wrong length");
   }
   const std::string_view body(bytes.data(), bytes.size() - kChecksumBytes);
-  const uint16_t stored = static_cast<uint16_t>(
-      (static_cast<uint8_t>(bytes[bytes.size() - 2]) << 8) |
-      static_cast<uint8_t>(bytes[bytes.size() - 1]));
+  const uint16_t stored =
+      static_cast<uint16_t>((static_cast<uint8_t>(bytes[bytes.size() - 2]) << 8) |
+                            static_cast<uint8_t>(bytes[bytes.size() - 1]));
   if (Fletcher16(body) != stored) return InvalidId(text, "checksum mismatch");
   if (table_number == 0) return InvalidId(text, "table number 0");
 

@@ -19,10 +19,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "nlohmann/json.hpp"
 #include "stagedb/value.h"
 #include "values/utf8.h"
 #include "values/value_internal.h"
+
+// Kept apart: clang-format would otherwise take json.hpp for this file's own header.
+#include "nlohmann/json.hpp"
 
 namespace stagedb {
 namespace {
@@ -327,17 +329,21 @@ class ValueBuilder {
         return absl::InvalidArgumentError(
             absl::StrCat("$integer \"", text, "\" is out of the int64 range"));
       }
-      if (text.empty() || result.ec != std::errc() || result.ptr != end) {
+      // Canonical decimal only ("-0" and leading zeros are refused), as ValueToJson writes it.
+      if (text.empty() || result.ec != std::errc() || result.ptr != end ||
+          absl::StrCat(i) != text) {
         return absl::InvalidArgumentError(
-            absl::StrCat("$integer \"", text, "\" is not a decimal integer"));
+            absl::StrCat("$integer \"", text, "\" is not a canonical decimal integer"));
       }
       return Value::Int64(i);
     }
     if (key == kBytesKey) {
       std::string bytes;
-      if (!absl::Base64Unescape(text, &bytes)) {
+      // absl also accepts whitespace and missing padding; only the canonical text is taken, so
+      // that the text form of bytes is unique.
+      if (!absl::Base64Unescape(text, &bytes) || absl::Base64Escape(bytes) != text) {
         return absl::InvalidArgumentError(
-            absl::StrCat("$bytes \"", text, "\" is not standard base64"));
+            absl::StrCat("$bytes \"", text, "\" is not standard padded base64"));
       }
       return Value(Bytes{std::move(bytes)});
     }

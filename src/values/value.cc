@@ -47,7 +47,8 @@ int CompareObjects(const Object& a, const Object& b) {
 // ---- ValidateStoredValue ----
 
 std::string FieldPath(std::string_view parent, std::string_view name) {
-  return parent.empty() ? std::string(name) : absl::StrCat(internal::AsAbsl(parent), ".", internal::AsAbsl(name));
+  return parent.empty() ? std::string(name)
+                        : absl::StrCat(internal::AsAbsl(parent), ".", internal::AsAbsl(name));
 }
 
 // `field "<path>": ` or nothing at the top level.
@@ -69,8 +70,8 @@ absl::Status ValidateFieldName(std::string_view name, std::string_view path) {
         absl::StrCat(PathPrefix(path), "field name is not valid UTF-8"));
   }
   if (name.front() == '$') {
-    return absl::InvalidArgumentError(
-        absl::StrCat(PathPrefix(path), "field name \"", internal::AsAbsl(name), "\" starts with '$'"));
+    return absl::InvalidArgumentError(absl::StrCat(PathPrefix(path), "field name \"",
+                                                   internal::AsAbsl(name), "\" starts with '$'"));
   }
   return absl::OkStatus();
 }
@@ -161,7 +162,8 @@ absl::Status ValidateStoredValue(const Value& value, std::string_view path, int 
     case Type::kUndefined:
       return absl::InvalidArgumentError(
           path.empty() ? std::string("undefined is not a storable value")
-                       : absl::StrCat("undefined is not a storable value (field \"", internal::AsAbsl(path), "\")"));
+                       : absl::StrCat("undefined is not a storable value (field \"",
+                                      internal::AsAbsl(path), "\")"));
     case Type::kString:
       if (!internal::IsValidUtf8(value.as_string())) {
         return absl::InvalidArgumentError(
@@ -170,8 +172,8 @@ absl::Status ValidateStoredValue(const Value& value, std::string_view path, int 
       return absl::OkStatus();
     case Type::kArray: {
       if (depth > kMaxNestingDepth) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            PathPrefix(path), "nesting depth ", depth, " exceeds the limit of ", kMaxNestingDepth));
+        return absl::InvalidArgumentError(absl::StrCat(PathPrefix(path), "nesting depth ", depth,
+                                                       " exceeds the limit of ", kMaxNestingDepth));
       }
       const Array& array = value.as_array();
       if (array.size() > kMaxArrayElements) {
@@ -180,22 +182,22 @@ absl::Status ValidateStoredValue(const Value& value, std::string_view path, int 
                                                        kMaxArrayElements));
       }
       for (size_t i = 0; i < array.size(); ++i) {
-        absl::Status status =
-            ValidateStoredValue(array[i], absl::StrCat(internal::AsAbsl(path), "[", i, "]"), depth + 1);
+        absl::Status status = ValidateStoredValue(
+            array[i], absl::StrCat(internal::AsAbsl(path), "[", i, "]"), depth + 1);
         if (!status.ok()) return status;
       }
       return absl::OkStatus();
     }
     case Type::kObject: {
       if (depth > kMaxNestingDepth) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            PathPrefix(path), "nesting depth ", depth, " exceeds the limit of ", kMaxNestingDepth));
+        return absl::InvalidArgumentError(absl::StrCat(PathPrefix(path), "nesting depth ", depth,
+                                                       " exceeds the limit of ", kMaxNestingDepth));
       }
       const Object& object = value.as_object();
       if (object.size() > kMaxObjectFields) {
-        return absl::InvalidArgumentError(absl::StrCat(PathPrefix(path), "object of ",
-                                                       object.size(), " fields exceeds the limit of ",
-                                                       kMaxObjectFields));
+        return absl::InvalidArgumentError(
+            absl::StrCat(PathPrefix(path), "object of ", object.size(),
+                         " fields exceeds the limit of ", kMaxObjectFields));
       }
       for (const auto& [name, field_value] : object) {
         if (absl::Status status = ValidateFieldName(name, path); !status.ok()) return status;
