@@ -519,10 +519,6 @@ TEST_CASE("a full map at max_map_size refuses the write and keeps what was commi
   CHECK(Count(*db) == committed.size() + 1);
 }
 
-}  // namespace
-
-namespace {
-
 TEST_CASE("the map grows while several threads write and read", "[limits][map][threads]") {
   TempDir dir;
   // About 3.2 MiB of documents in a map that may grow to 16 MiB: every write must succeed, however
@@ -595,6 +591,93 @@ TEST_CASE("the map grows while several threads write and read", "[limits][map][t
   CHECK(db->MapSize() <= size_t{16} << 20);
   CHECK(db->LastCommitTimestamp() == kWriters * kMutations);
   CHECK(Count(*db) == kWriters * kMutations * kPerMutation);
+}
+
+TEST_CASE("an indexed value too long for an index key is handled at the write",
+          "[limits][document]") {
+  // LMDB keys are limited (511 bytes by default); an index key holds the indexed values.
+  TempDir dir;
+  auto db = OpenDb(dir.Sub("db"));
+  for (size_t length : {size_t{400}, size_t{600}, size_t{5000}}) {
+    INFO("indexed string of " << length << " bytes");
+    const std::string long_name(length, 'n');
+    absl::Status insert_status;
+    absl::Status result = db->Mutate([&](Transaction& tx) -> absl::Status {
+      insert_status = tx.Insert("items", {{"name", long_name}}).status();
+      // The mutation goes on: its other writes must commit either way.
+      return tx.Insert("items", {{"name", "companion-" + std::to_string(length)}}).status();
+    });
+    INFO("insert: " << insert_status.ToString() << "; mutation: " << result.ToString());
+    // Refused at the write with a clear error, or stored and found through the index; never an
+    // internal storage error at commit.
+    REQUIRE_OK(result);
+    absl::StatusOr<std::vector<Document>> found = db->Query([&](Reader& r) {
+      return r.Table("items").WithIndex("by_name", stagedb::Eq("name", long_name)).Collect();
+    });
+    REQUIRE_OK(found);
+    if (insert_status.ok()) {
+      CHECK(found->size() == 1);
+    } else {
+      CheckError(insert_status, absl::StatusCode::kInvalidArgument, {"items", "by_name", "name"});
+      CHECK(found->empty());
+    }
+    absl::StatusOr<std::vector<Document>> companion = db->Query([&](Reader& r) {
+      return r.Table("items")
+          .WithIndex("by_name", stagedb::Eq("name", "companion-" + std::to_string(length)))
+          .Collect();
+    });
+    REQUIRE_OK(companion);
+    CHECK(companion->size() == 1);
+  }
+}
+
+TEST_CASE("a schema change whose backfill needs a bigger map grows it", "[limits][map]") {
+  TempDir dir;
+  const Options options{.path = dir.Sub("db"),
+                        .schema_json = kSchema,
+                        .initial_map_size = size_t{1} << 20,
+                        .max_map_size = size_t{64} << 20};
+  constexpr int kDocs = 2000;
+  {
+    auto db = OpenDb(options);
+    for (int b = 0; b < kDocs / 50; ++b) {
+      REQUIRE_OK(db->Mutate([&](Transaction& tx) -> absl::Status {
+        for (int i = 0; i < 50; ++i) {
+          Object fields = Item("d" + std::to_string(b * 50 + i));
+          fields["data"] = std::to_string(b * 50 + i) + std::string(300, 'x');
+          if (absl::Status s = tx.Insert("items", fields).status(); !s.ok()) return s;
+        }
+        return absl::OkStatus();
+      }));
+    }
+  }
+  // Reopened, the map is about as large as the data; the new index needs about as much again.
+  Options with_index = options;
+  const std::string by_name = R"({"name": "by_name", "fields": ["name"]})";
+  const size_t at = with_index.schema_json.find(by_name);
+  REQUIRE(at != std::string::npos);
+  with_index.schema_json.insert(at + by_name.size(),
+                                R"(, {"name": "by_data", "fields": ["data"]})");
+  absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(with_index);
+  REQUIRE_OK(db);
+  absl::StatusOr<std::vector<Document>> docs =
+      (*db)->Query([&](Reader& r) { return r.Table("items").WithIndex("by_data").Collect(); });
+  REQUIRE_OK(docs);
+  CHECK(docs->size() == kDocs);
+}
+
+TEST_CASE("invalid map options are refused naming the option", "[limits][map]") {
+  TempDir dir;
+  CHECK_ERROR(Database::Open({.path = dir.Sub("db"),
+                              .schema_json = kSchema,
+                              .initial_map_size = size_t{4} << 20,
+                              .max_map_size = size_t{2} << 20}),
+              absl::StatusCode::kInvalidArgument, "max_map_size", "initial_map_size");
+  CHECK_ERROR(Database::Open({.path = "", .schema_json = kSchema}),
+              absl::StatusCode::kInvalidArgument, "path");
+  // Nothing was left open: the path opens normally afterwards.
+  auto db = OpenDb(dir.Sub("db"));
+  REQUIRE_OK(InsertOne(*db, Item("ok")));
 }
 
 }  // namespace

@@ -387,10 +387,6 @@ TEST_CASE("commits survive the process being killed", "[persistence][process]") 
   CHECK(All(*db, "items", "by_qty_name").size() == 32);
 }
 
-}  // namespace
-
-namespace {
-
 TEST_CASE("a map grown by another process is adopted", "[persistence][process]") {
   TempDir dir;
   const std::string path = dir.Sub("db");

@@ -33,15 +33,15 @@ class IndexRange {
 
   const std::vector<std::pair<std::string, Value>>& equalities() const { return equalities_; }
   const std::vector<IndexBound>& bounds() const { return bounds_; }
-  // True when an Eq followed a bound (refused when the query runs).
-  bool eq_after_bound() const { return eq_after_bound_; }
+  // The field of the first Eq that followed a bound, if any (refused when the query runs).
+  const std::optional<std::string>& eq_after_bound() const { return eq_after_bound_; }
 
  private:
   IndexRange& AddBound(BoundKind kind, std::string& field, Value& value);
 
   std::vector<std::pair<std::string, Value>> equalities_;
   std::vector<IndexBound> bounds_;  // in the order given; checked when the query runs
-  bool eq_after_bound_ = false;
+  std::optional<std::string> eq_after_bound_;
 };
 
 // Starting points for a chain.

@@ -3,7 +3,7 @@
 namespace stagedb {
 
 IndexRange& IndexRange::Eq(std::string field, Value value) {
-  if (!bounds_.empty()) eq_after_bound_ = true;
+  if (!bounds_.empty() && !eq_after_bound_.has_value()) eq_after_bound_ = field;
   equalities_.emplace_back(std::move(field), std::move(value));
   return *this;
 }

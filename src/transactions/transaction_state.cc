@@ -172,7 +172,7 @@ absl::StatusOr<std::optional<Document>> TransactionState::Get(const DocumentId& 
 absl::Status TransactionState::Scan(const IndexInfo& index, std::string_view lo,
                                     std::string_view hi, SortOrder order, Visitor visit,
                                     std::string* last_key, bool* exhausted) {
-  *exhausted = true;
+  if (exhausted != nullptr) *exhausted = true;
   if (lo >= hi) return absl::OkStatus();
   if (absl::Status s = CountRange(); !s.ok()) return s;
   const bool forward = order == SortOrder::kAsc;
@@ -185,7 +185,7 @@ absl::Status TransactionState::Scan(const IndexInfo& index, std::string_view lo,
   auto advance_stored = [&] { stored = forward ? cursor->Next() : cursor->Prev(); };
   OverlayCursor overlay(overlay_, lo, hi, forward);
 
-  absl::Status status;
+  bool stopped = false;
   for (;;) {
     if (!stored.ok()) return stored.status();
     const bool have_stored = in_range(stored);
@@ -218,12 +218,16 @@ absl::Status TransactionState::Scan(const IndexInfo& index, std::string_view lo,
     if (have_stored && (!overlay.valid() || order_cmp <= 0)) advance_stored();
     if (overlay.valid() && (!have_stored || order_cmp >= 0)) overlay.Advance();
     if (!go_on) {
-      // Stopped early: done only if nothing is left in the range.
-      *exhausted = !(in_range(stored) || overlay.valid());
+      stopped = true;
+      if (exhausted != nullptr) {
+        if (!stored.ok()) return stored.status();
+        *exhausted = !(in_range(stored) || overlay.valid());
+        stopped = !*exhausted;
+      }
       break;
     }
   }
-  if (*exhausted) {
+  if (!stopped) {
     Record(index, lo, hi);
   } else if (forward) {
     Record(index, lo, KeySuccessor(*last_key));
@@ -250,9 +254,11 @@ absl::StatusOr<TransactionState::KeyRange> TransactionState::Resolve(const Query
   const std::string index_desc =
       absl::StrFormat("index %s [%s]", IndexName(*index), absl::StrJoin(index->key_fields, ", "));
   const IndexRange& range = spec.range;
-  if (range.eq_after_bound()) {
+  if (range.eq_after_bound().has_value()) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("range on %s: Eq must come before Gt/Gte/Lt/Lte", index_desc));
+        absl::StrFormat("range on %s: Eq(\"%s\") follows a bound; Eq must come before "
+                        "Gt/Gte/Lt/Lte",
+                        index_desc, *range.eq_after_bound()));
   }
   std::string prefix = index->prefix;
   const auto& equalities = range.equalities();
@@ -304,14 +310,13 @@ absl::StatusOr<std::vector<Document>> TransactionState::Run(const QuerySpec& spe
   if (!range.ok()) return range.status();
   std::vector<Document> results;
   std::string last_key;
-  bool exhausted = false;
   absl::Status status = Scan(
       *range->index, range->lo, range->hi, spec.order,
       [&](std::string_view, Document document) -> absl::StatusOr<bool> {
         if (!spec.filter || spec.filter(document)) results.push_back(std::move(document));
         return limit == 0 || results.size() < limit;
       },
-      &last_key, &exhausted);
+      &last_key);
   if (!status.ok()) return status;
   return results;
 }
@@ -436,7 +441,6 @@ absl::Status TransactionState::CheckUnique(const IndexInfo& index, const Object&
   const std::string prefix = index.KeyPrefixFor(document, index.declared_fields);
   std::string conflicting;
   std::string last_key;
-  bool exhausted = false;
   absl::Status status = Scan(
       index, prefix, PrefixEnd(prefix), SortOrder::kAsc,
       [&](std::string_view, Document other) -> absl::StatusOr<bool> {
@@ -444,7 +448,7 @@ absl::Status TransactionState::CheckUnique(const IndexInfo& index, const Object&
         conflicting = other.id().text();
         return false;
       },
-      &last_key, &exhausted);
+      &last_key);
   if (!status.ok()) return status;
   if (conflicting.empty()) return absl::OkStatus();
   std::vector<std::string> values;

@@ -64,10 +64,14 @@ class TransactionState {
   using Visitor = absl::FunctionRef<absl::StatusOr<bool>(std::string_view key, Document document)>;
 
   absl::StatusOr<KeyRange> Resolve(const QuerySpec& spec) const;
-  // Walks [lo, hi) of `index` over the snapshot merged with the overlay, in `order`, and records
-  // the part consumed in the read set. `*last_key` is the last key visited.
+  // Walks [lo, hi) of `index` over the snapshot merged with the overlay, in `order`, until
+  // `visit` says stop, and records the part consumed in the read set: up to the last key visited
+  // when stopped, else all of [lo, hi). `*last_key` is the last key visited. With `exhausted`
+  // given, a stopped scan also looks whether anything is left, sets it, and when nothing is,
+  // records the whole range (an answer "nothing more" depends on all of it).
   absl::Status Scan(const IndexInfo& index, std::string_view lo, std::string_view hi,
-                    SortOrder order, Visitor visit, std::string* last_key, bool* exhausted);
+                    SortOrder order, Visitor visit, std::string* last_key,
+                    bool* exhausted = nullptr);
   // The document of an index entry (decoding a `by_id` value, or following a secondary entry).
   absl::StatusOr<Document> EntryDocument(const IndexInfo& index, std::string_view key,
                                          std::string_view value);

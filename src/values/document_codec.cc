@@ -21,29 +21,29 @@ namespace {
 // Writes straight into a std::string, so encoding needs no intermediate copy.
 class StringSink : public std::streambuf {
  public:
-  explicit StringSink(std::string* out) : out_(*out) {}
+  void Reset(std::string* out) { out_ = out; }
 
  protected:
   int_type overflow(int_type c) override {
     if (!traits_type::eq_int_type(c, traits_type::eof())) {
-      out_.push_back(traits_type::to_char_type(c));
+      out_->push_back(traits_type::to_char_type(c));
     }
     return traits_type::not_eof(c);
   }
   std::streamsize xsputn(const char* s, std::streamsize n) override {
-    out_.append(s, static_cast<size_t>(n));
+    out_->append(s, static_cast<size_t>(n));
     return n;
   }
 
  private:
-  std::string& out_;
+  std::string* out_ = nullptr;
 };
 
 // Reads from borrowed memory without copying it; also tells how many bytes are left, which lets
 // the decoder reject a corrupt length before allocating for it.
 class MemorySource : public std::streambuf {
  public:
-  explicit MemorySource(std::string_view bytes) {
+  void Reset(std::string_view bytes) {
     char* begin = const_cast<char*>(bytes.data());  // never written: this is a read-only buffer
     setg(begin, begin, begin + bytes.size());
   }
@@ -228,15 +228,30 @@ class DocumentReader {
   const MemorySource& source_;
 };
 
+// Streams are costly to construct (locale set-up), and documents are encoded and decoded on every
+// write and read: each thread keeps one pair and points it at the bytes of the moment.
+struct ThreadStreams {
+  StringSink sink;
+  std::ostream out{&sink};
+  MemorySource source;
+  std::istream in{&source};
+};
+ThreadStreams& Streams() {
+  thread_local ThreadStreams streams;
+  return streams;
+}
+
 }  // namespace
 
 void EncodeDocument(const Object& fields, std::string* out) {
   out->clear();
   out->push_back(static_cast<char>(kDocumentFormatVersion));
-  StringSink sink(out);
-  std::ostream stream(&sink);
-  DocumentWriter writer(stream);
+  ThreadStreams& streams = Streams();
+  streams.sink.Reset(out);
+  streams.out.clear();
+  DocumentWriter writer(streams.out);
   writer.WriteObject(fields);
+  streams.sink.Reset(nullptr);
 }
 
 absl::StatusOr<Object> DecodeDocument(std::string_view bytes) {
@@ -251,8 +266,11 @@ absl::StatusOr<Object> DecodeDocument(std::string_view bytes) {
   if (bytes.size() < 2 || static_cast<uint8_t>(bytes[1]) > 1) {
     return absl::DataLossError("corrupt document: bad archive header");
   }
-  MemorySource source(bytes.substr(1));
-  std::istream stream(&source);
+  ThreadStreams& streams = Streams();
+  MemorySource& source = streams.source;
+  std::istream& stream = streams.in;
+  source.Reset(bytes.substr(1));
+  stream.clear();
   try {
     DocumentReader reader(stream, source);
     Value root;
