@@ -1,7 +1,7 @@
 // IndexRange: which part of an index a query reads. Equality on a prefix of the index's fields,
 // in the index's order, then at most one lower bound (Gt or Gte) and one upper bound (Lt or Lte)
-// on the next field. Built by chaining: Eq("sessionId", sid).Gte("createdAt", t0).Lt("createdAt", t1)
-// The range is checked against the index when the query runs: a field out of order, a bound
+// on the next field. Built by chaining: Eq("sessionId", sid).Gte("createdAt", t0).Lt("createdAt",
+// t1) The range is checked against the index when the query runs: a field out of order, a bound
 // before an equality, or two bounds of one kind is an InvalidArgument naming index and field.
 #ifndef STAGEDB_INDEX_RANGE_H_
 #define STAGEDB_INDEX_RANGE_H_
@@ -27,9 +27,13 @@ class IndexRange {
  public:
   IndexRange& Eq(std::string field, Value value);
   IndexRange& Gt(std::string field, Value value) { return AddBound(BoundKind::kGt, field, value); }
-  IndexRange& Gte(std::string field, Value value) { return AddBound(BoundKind::kGte, field, value); }
+  IndexRange& Gte(std::string field, Value value) {
+    return AddBound(BoundKind::kGte, field, value);
+  }
   IndexRange& Lt(std::string field, Value value) { return AddBound(BoundKind::kLt, field, value); }
-  IndexRange& Lte(std::string field, Value value) { return AddBound(BoundKind::kLte, field, value); }
+  IndexRange& Lte(std::string field, Value value) {
+    return AddBound(BoundKind::kLte, field, value);
+  }
 
   const std::vector<std::pair<std::string, Value>>& equalities() const { return equalities_; }
   const std::vector<IndexBound>& bounds() const { return bounds_; }

@@ -14,11 +14,11 @@
 namespace stagedb {
 
 struct ReadRange {
-  uint32_t index_id = 0;    // stable numeric id of the index
-  std::string_view table;   // names, valid while the database is open
+  uint32_t index_id = 0;   // stable numeric id of the index
+  std::string_view table;  // names, valid while the database is open
   std::string_view index;
-  std::string start;        // inclusive
-  std::string end;          // exclusive
+  std::string start;  // inclusive
+  std::string end;    // exclusive
 };
 
 class ReadSet {

@@ -116,8 +116,7 @@ class Value {
   friend std::strong_ordering operator<=>(const Value& a, const Value& b);
 
  private:
-  std::variant<Undefined, std::nullptr_t, int64_t, double, bool, std::string, Bytes, Array,
-               Object>
+  std::variant<Undefined, std::nullptr_t, int64_t, double, bool, std::string, Bytes, Array, Object>
       rep_;
 };
 

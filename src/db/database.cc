@@ -2,11 +2,13 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <exception>
 #include <map>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/memory/memory.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "schema/catalog.h"
@@ -101,45 +103,51 @@ absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
     std::vector<std::pair<std::string, std::string>> entries;
     // The unique part of each new unique index's keys seen so far: a repeat is a duplicate.
     absl::flat_hash_set<std::string> unique_prefixes;
-    absl::Status s = ForEachEntry(txn, table.by_id->prefix, [&](std::string_view key,
-                                                                 std::string_view bytes) {
-      absl::StatusOr<Object> document = DecodeDocument(bytes);
-      if (!document.ok()) return document.status();
-      if (fields_changed) {
-        std::vector<Violation> violations;
-        table.def->document.CheckDocument(*document, table_number, &violations);
-        for (const Violation& violation : violations) {
-          FieldProblem& problem = field_problems[violation.path];
-          if (problem.count++ == 0) {
-            problem.example = absl::StrFormat("document \"%s\": %s",
-                                              (*document)["_id"].as_string(), violation.message);
+    absl::Status s =
+        ForEachEntry(txn, table.by_id->prefix, [&](std::string_view key, std::string_view bytes) {
+          absl::StatusOr<Object> document = DecodeDocument(bytes);
+          if (!document.ok()) return document.status();
+          if (fields_changed) {
+            std::vector<Violation> violations;
+            table.def->document.CheckDocument(*document, table_number, &violations);
+            for (const Violation& violation : violations) {
+              FieldProblem& problem = field_problems[violation.path];
+              if (problem.count++ == 0) {
+                problem.example = absl::StrFormat(
+                    "document \"%s\": %s", (*document)["_id"].as_string(), violation.message);
+              }
+            }
           }
-        }
-      }
-      const std::string id_suffix(key.substr(table.by_id->prefix.size()));
-      for (const IndexInfo* index : new_indexes) {
-        if (index->unique &&
-            !unique_prefixes.insert(index->KeyPrefixFor(*document, index->declared_fields))
-                 .second) {
-          std::vector<std::string> values;
-          for (size_t f = 0; f < index->declared_fields; ++f) {
-            values.push_back(absl::StrFormat(
-                "%s = %s", index->key_fields[f],
-                DebugString(ValueAtPath(*document, index->key_paths[f]), 60)));
+          const std::string id_suffix(key.substr(table.by_id->prefix.size()));
+          for (const IndexInfo* index : new_indexes) {
+            if (index->unique &&
+                !unique_prefixes.insert(index->KeyPrefixFor(*document, index->declared_fields))
+                     .second) {
+              std::vector<std::string> values;
+              for (size_t f = 0; f < index->declared_fields; ++f) {
+                values.push_back(
+                    absl::StrFormat("%s = %s", index->key_fields[f],
+                                    DebugString(ValueAtPath(*document, index->key_paths[f]), 60)));
+              }
+              problems.push_back(absl::StrFormat(
+                  "table \"%s\": new unique index \"%s\" would have two documents with %s",
+                  table.name, index->name, absl::StrJoin(values, ", ")));
+            }
+            std::string index_key = index->KeyFor(*document);
+            if (absl::Status size = index->CheckKeySize(index_key, *document); !size.ok()) {
+              problems.push_back(std::string(size.message()));
+              continue;
+            }
+            entries.emplace_back(std::move(index_key), id_suffix);
           }
-          problems.push_back(absl::StrFormat(
-              "table \"%s\": new unique index \"%s\" would have two documents with %s",
-              table.name, index->name, absl::StrJoin(values, ", ")));
-        }
-        entries.emplace_back(index->KeyFor(*document), id_suffix);
-      }
-      return absl::OkStatus();
-    });
+          return absl::OkStatus();
+        });
     if (!s.ok()) return s;
     for (const auto& [path, problem] : field_problems) {
-      problems.push_back(absl::StrFormat("table \"%s\" field \"%s\": %d document(s) violate "
-                                         "the new schema, e.g. %s",
-                                         table.name, path, problem.count, problem.example));
+      problems.push_back(
+          absl::StrFormat("table \"%s\" field \"%s\": %d document(s) violate "
+                          "the new schema, e.g. %s",
+                          table.name, path, problem.count, problem.example));
     }
     // Backfill (undone with the transaction if a problem refuses the change).
     std::sort(entries.begin(), entries.end());
@@ -178,8 +186,28 @@ absl::Status CallGuarded(absl::FunctionRef<absl::Status()> fn) {
   }
 }
 
-// Set while this thread runs a mutation: a nested Mutate would wait for its own write lock.
-thread_local bool in_mutation = false;
+// Runs `body` in a write transaction and commits it when `body` returns true (false: nothing to
+// commit). When the map is full, nothing was written: the map grows and `body` runs again, so
+// `body` must start from scratch each time.
+absl::Status RunWriteTransaction(LmdbStore& store,
+                                 absl::FunctionRef<absl::StatusOr<bool>(StoreTxn&)> body) {
+  for (;;) {
+    absl::StatusOr<std::unique_ptr<StoreTxn>> txn = store.BeginWrite();
+    if (!txn.ok()) return txn.status();
+    const size_t observed_map_size = store.map_size();
+    absl::StatusOr<bool> commit = body(**txn);
+    absl::Status status = commit.status();
+    if (status.ok() && !*commit) return absl::OkStatus();
+    if (status.ok()) status = (*txn)->Commit();
+    if (status.ok() || !IsMapFull(status)) return status;
+    txn->reset();
+    if (absl::Status grown = store.Grow(observed_map_size); !grown.ok()) return grown;
+  }
+}
+
+// The databases this thread is running a mutation on: a nested Mutate on the same one would
+// wait for its own write lock.
+thread_local std::vector<const DatabaseImpl*> mutating;
 
 }  // namespace
 
@@ -196,70 +224,81 @@ class DatabaseImpl {
 using internal::DatabaseImpl;
 using internal::StoreDb;
 
+namespace internal {
+namespace {
+
+// Loads the stored schema and catalog, applies the schema of `options` (checking and migrating
+// stored documents), and stores the result: the body of Open's write transaction.
+absl::Status LoadSchema(StoreTxn& txn, const Options& options, DatabaseImpl& impl) {
+  auto meta = [&](std::string_view key) -> absl::StatusOr<std::optional<std::string>> {
+    absl::StatusOr<std::optional<std::string_view>> value = txn.Get(StoreDb::kMeta, key);
+    if (!value.ok()) return value.status();
+    if (!value->has_value()) return std::nullopt;
+    return std::string(**value);
+  };
+  absl::StatusOr<std::optional<std::string>> stored_schema = meta(kSchemaKey);
+  absl::StatusOr<std::optional<std::string>> stored_catalog = meta(kCatalogKey);
+  absl::StatusOr<std::optional<std::string>> secret = meta(kCursorSecretKey);
+  for (const auto* s : {&stored_schema, &stored_catalog, &secret}) {
+    if (!s->ok()) return s->status();
+  }
+
+  std::unique_ptr<Catalog> old_catalog;
+  nlohmann::json catalog_json;
+  if (stored_schema->has_value()) {
+    absl::StatusOr<Schema> old_schema =
+        Schema::FromJsonText(**stored_schema, "stored in the database");
+    if (!old_schema.ok()) return old_schema.status();
+    catalog_json = nlohmann::json::parse(stored_catalog->value_or("{}"), nullptr, false);
+    old_catalog = Catalog::Build(*std::move(old_schema), catalog_json);
+  }
+
+  absl::StatusOr<Schema> schema = Schema{};
+  if (!options.schema_dir.empty()) {
+    schema = Schema::FromDirectory(options.schema_dir);
+  } else if (!options.schema_json.empty()) {
+    schema = Schema::FromJsonText(options.schema_json, "Options::schema_json");
+  } else if (stored_schema->has_value()) {
+    schema = Schema::FromJsonText(**stored_schema, "stored in the database");
+  }
+  if (!schema.ok()) return schema.status();
+  if (absl::Status s = schema->CheckReferences(); !s.ok()) return s;
+  impl.catalog = Catalog::Build(*std::move(schema), catalog_json);
+  if (absl::Status s = Evolve(txn, old_catalog.get(), *impl.catalog); !s.ok()) return s;
+
+  if (secret->has_value()) {
+    impl.cursor_secret = **secret;
+  } else {
+    impl.cursor_secret.resize(32);
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(impl.cursor_secret.data()), 32) != 1) {
+      return absl::InternalError("no random bytes for the cursor secret");
+    }
+  }
+  for (const auto& [key, value] : {std::pair{kSchemaKey, impl.catalog->schema().ToJsonText()},
+                                   std::pair{kCatalogKey, impl.catalog->ToJson().dump()},
+                                   std::pair{kCursorSecretKey, impl.cursor_secret}}) {
+    if (absl::Status s = txn.Put(StoreDb::kMeta, key, value); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace internal
+
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
   auto impl = std::make_unique<DatabaseImpl>();
   absl::StatusOr<std::unique_ptr<internal::LmdbStore>> store =
       internal::LmdbStore::Open(options.path, options.initial_map_size, options.max_map_size);
   if (!store.ok()) return store.status();
   impl->store = *std::move(store);
-
-  absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl->store->BeginWrite();
-  if (!txn.ok()) return txn.status();
-  auto meta = [&](std::string_view key) -> absl::StatusOr<std::optional<std::string>> {
-    absl::StatusOr<std::optional<std::string_view>> value = (*txn)->Get(StoreDb::kMeta, key);
-    if (!value.ok()) return value.status();
-    if (!value->has_value()) return std::nullopt;
-    return std::string(**value);
-  };
-  absl::StatusOr<std::optional<std::string>> stored_schema = meta(internal::kSchemaKey);
-  absl::StatusOr<std::optional<std::string>> stored_catalog = meta(internal::kCatalogKey);
-  absl::StatusOr<std::optional<std::string>> secret = meta(internal::kCursorSecretKey);
-  for (const auto* s : {&stored_schema, &stored_catalog, &secret}) {
-    if (!s->ok()) return s->status();
-  }
-
-  std::unique_ptr<internal::Catalog> old_catalog;
-  nlohmann::json catalog_json;
-  if (stored_schema->has_value()) {
-    absl::StatusOr<internal::Schema> old_schema =
-        internal::Schema::FromJsonText(**stored_schema, "stored in the database");
-    if (!old_schema.ok()) return old_schema.status();
-    catalog_json = nlohmann::json::parse(stored_catalog->value_or("{}"), nullptr, false);
-    old_catalog = internal::Catalog::Build(*std::move(old_schema), catalog_json);
-  }
-
-  absl::StatusOr<internal::Schema> schema = internal::Schema{};
-  if (!options.schema_dir.empty()) {
-    schema = internal::Schema::FromDirectory(options.schema_dir);
-  } else if (!options.schema_json.empty()) {
-    schema = internal::Schema::FromJsonText(options.schema_json, "Options::schema_json");
-  } else if (stored_schema->has_value()) {
-    schema = internal::Schema::FromJsonText(**stored_schema, "stored in the database");
-  }
-  if (!schema.ok()) return schema.status();
-  if (absl::Status s = schema->CheckReferences(); !s.ok()) return s;
-  impl->catalog = internal::Catalog::Build(*std::move(schema), catalog_json);
-  if (absl::Status s = internal::Evolve(**txn, old_catalog.get(), *impl->catalog); !s.ok()) {
-    return s;
-  }
-
-  if (secret->has_value()) {
-    impl->cursor_secret = **secret;
-  } else {
-    impl->cursor_secret.resize(32);
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(impl->cursor_secret.data()), 32) != 1) {
-      return absl::InternalError("no random bytes for the cursor secret");
-    }
-  }
-  for (const auto& [key, value] :
-       {std::pair{internal::kSchemaKey, impl->catalog->schema().ToJsonText()},
-        std::pair{internal::kCatalogKey, impl->catalog->ToJson().dump()},
-        std::pair{internal::kCursorSecretKey, impl->cursor_secret}}) {
-    if (absl::Status s = (*txn)->Put(StoreDb::kMeta, key, value); !s.ok()) return s;
-  }
-  if (absl::Status s = (*txn)->Commit(); !s.ok()) return s;
+  absl::Status status = internal::RunWriteTransaction(
+      *impl->store, [&](internal::StoreTxn& txn) -> absl::StatusOr<bool> {
+        if (absl::Status s = internal::LoadSchema(txn, options, *impl); !s.ok()) return s;
+        return true;
+      });
+  if (!status.ok()) return status;
   impl->options = std::move(options);
-  return std::unique_ptr<Database>(new Database(std::move(impl)));
+  return absl::WrapUnique(new Database(std::move(impl)));
 }
 
 Database::Database(std::unique_ptr<DatabaseImpl> impl) : impl_(std::move(impl)) {}
@@ -267,43 +306,38 @@ Database::~Database() = default;
 
 absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)> fn,
                                    Timestamp* commit_timestamp) {
-  if (internal::in_mutation) {
+  std::vector<const DatabaseImpl*>& mutating = internal::mutating;
+  if (std::find(mutating.begin(), mutating.end(), impl_.get()) != mutating.end()) {
     return absl::FailedPreconditionError(
-        "Mutate was called from inside a mutation; use the Transaction it was given");
+        "Mutate was called from inside a mutation of the same database; use the Transaction "
+        "it was given");
   }
-  internal::in_mutation = true;
-  struct Reset {
-    ~Reset() { internal::in_mutation = false; }
-  } reset;
+  mutating.push_back(impl_.get());
+  struct Pop {
+    std::vector<const DatabaseImpl*>& stack;
+    ~Pop() { stack.pop_back(); }
+  } pop{mutating};
 
-  for (;;) {
-    absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl_->store->BeginWrite();
-    if (!txn.ok()) return txn.status();
-    absl::StatusOr<Timestamp> ts = internal::ReadCommitTimestamp(**txn);
-    if (!ts.ok()) return ts.status();
-    absl::Status status;
-    {
-      internal::TransactionState state(*impl_->catalog, **txn, impl_->options.limits, *ts,
-                                       impl_->cursor_secret);
-      status = internal::CallGuarded([&] { return fn(state.transaction()); });
-      if (!status.ok()) return status;
-      if (!state.has_writes()) {
-        if (commit_timestamp != nullptr) *commit_timestamp = *ts;
-        return absl::OkStatus();
-      }
-      status = state.ApplyWrites();
-    }
-    if (status.ok()) status = internal::WriteCommitTimestamp(**txn, *ts + 1);
-    if (status.ok()) status = (*txn)->Commit();
-    if (status.ok()) {
-      if (commit_timestamp != nullptr) *commit_timestamp = *ts + 1;
-      return absl::OkStatus();
-    }
-    if (!internal::IsMapFull(status)) return status;
-    // The map is full: nothing was written. Grow it and run the mutation again.
-    txn->reset();
-    if (absl::Status grown = impl_->store->Grow(); !grown.ok()) return grown;
-  }
+  Timestamp committed = 0;
+  absl::Status status = internal::RunWriteTransaction(
+      *impl_->store, [&](internal::StoreTxn& txn) -> absl::StatusOr<bool> {
+        absl::StatusOr<Timestamp> ts = internal::ReadCommitTimestamp(txn);
+        if (!ts.ok()) return ts.status();
+        internal::TransactionState state(*impl_->catalog, txn, impl_->options.limits, *ts,
+                                         impl_->cursor_secret);
+        if (absl::Status s = internal::CallGuarded([&] { return fn(state.transaction()); });
+            !s.ok()) {
+          return s;
+        }
+        committed = *ts;
+        if (!state.has_writes()) return false;  // read-only: nothing to commit
+        committed = *ts + 1;
+        if (absl::Status s = state.ApplyWrites(); !s.ok()) return s;
+        if (absl::Status s = internal::WriteCommitTimestamp(txn, committed); !s.ok()) return s;
+        return true;
+      });
+  if (status.ok() && commit_timestamp != nullptr) *commit_timestamp = committed;
+  return status;
 }
 
 absl::Status Database::RunQuery(absl::FunctionRef<absl::Status(Reader&)> fn) {

@@ -2,9 +2,12 @@
 
 #include <utility>
 
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "stagedb/document.h"
 #include "stagedb/key_codec.h"
+#include "storage/lmdb_store.h"
 
 namespace stagedb::internal {
 namespace {
@@ -15,9 +18,7 @@ const Value& Undefined() {
 }
 
 nlohmann::json IndexJson(const IndexInfo& index) {
-  return {{"id", index.id},
-          {"fields", index.key_fields},
-          {"unique", index.unique}};
+  return {{"id", index.id}, {"fields", index.key_fields}, {"unique", index.unique}};
 }
 
 }  // namespace
@@ -55,6 +56,21 @@ std::string IndexInfo::KeyPrefixFor(const Object& document, size_t n) const {
   std::string key = prefix;
   for (size_t i = 0; i < n; ++i) EncodeKey(ValueAtPath(document, key_paths[i]), &key);
   return key;
+}
+
+absl::Status IndexInfo::CheckKeySize(std::string_view key, const Object& document) const {
+  if (key.size() <= kMaxKeyBytes) return absl::OkStatus();
+  std::vector<std::string> values;
+  for (size_t i = 0; i < declared_fields; ++i) {
+    values.push_back(absl::StrFormat("%s = %s (%d bytes encoded)", key_fields[i],
+                                     DebugString(ValueAtPath(document, key_paths[i]), 40),
+                                     EncodeKey(ValueAtPath(document, key_paths[i])).size()));
+  }
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "table \"%s\": index \"%s\": the key of document %s is %d bytes, over the limit of %d "
+      "bytes for an index key; shorten the indexed values: %s",
+      table->name, name, DebugString(ValueAtPath(document, key_paths.back())), key.size(),
+      kMaxKeyBytes, absl::StrJoin(values, ", ")));
 }
 
 std::string IndexInfo::KeyFor(const Object& document) const {

@@ -32,8 +32,8 @@ absl::StatusOr<IndexDef> ParseIndex(const nlohmann::json& json, const std::strin
     return SchemaError(source, where + ": the name is reserved (every table has it)");
   }
   if (json["fields"].empty() || json["fields"].size() > kMaxIndexFields) {
-    return SchemaError(source, absl::StrFormat("%s: an index has 1 to %d fields", where,
-                                               kMaxIndexFields));
+    return SchemaError(source,
+                       absl::StrFormat("%s: an index has 1 to %d fields", where, kMaxIndexFields));
   }
   for (const auto& field : json["fields"]) {
     if (!field.is_string()) return SchemaError(source, where + ": fields are strings");
@@ -75,10 +75,10 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
   Schema schema;
   for (const auto& [name, table_json] : json["tables"].items()) {
     if (!IsIdentifier(name) || name[0] == '_') {
-      return SchemaError(source, absl::StrFormat(
-                                     "table name \"%s\" is not an identifier of at most %d "
-                                     "characters that does not start with '_'",
-                                     name, kMaxNameLength));
+      return SchemaError(source,
+                         absl::StrFormat("table name \"%s\" is not an identifier of at most %d "
+                                         "characters that does not start with '_'",
+                                         name, kMaxNameLength));
     }
     if (!table_json.is_object() || !table_json.contains("fields")) {
       return SchemaError(source, absl::StrFormat("table \"%s\" needs \"fields\"", name));
@@ -91,10 +91,10 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
     table.document = *std::move(document);
     for (const auto& [field, unused] : table.document.fields()) {
       if (!IsIdentifier(field) || field[0] == '_') {
-        return SchemaError(source, absl::StrFormat(
-                                       "table \"%s\": field name \"%s\" is not an identifier "
-                                       "(system fields start with '_')",
-                                       name, field));
+        return SchemaError(source,
+                           absl::StrFormat("table \"%s\": field name \"%s\" is not an identifier "
+                                           "(system fields start with '_')",
+                                           name, field));
       }
     }
     if (table_json.contains("indexes")) {
@@ -160,9 +160,9 @@ absl::Status Schema::CheckReferences() const {
     table.document.CollectIdTables(&referenced);
     for (const std::string& target : referenced) {
       if (!tables_.contains(target)) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "table \"%s\" has an id(\"%s\") field, but no table \"%s\" is declared", name, target,
-            target));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("table \"%s\" has an id(\"%s\") field, but no table \"%s\" is declared",
+                            name, target, target));
       }
     }
   }

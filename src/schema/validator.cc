@@ -158,7 +158,8 @@ nlohmann::json Validator::ToJson() const {
       json = {{"type", "array"}, {"items", children_[0].ToJson()}};
       break;
     case Kind::kRecord:
-      json = {{"type", "record"}, {"keys", children_[0].ToJson()}, {"values", children_[1].ToJson()}};
+      json = {
+          {"type", "record"}, {"keys", children_[0].ToJson()}, {"values", children_[1].ToJson()}};
       break;
     case Kind::kUnion: {
       json = {{"type", "union"}, {"of", nlohmann::json::array()}};
@@ -210,8 +211,8 @@ std::string Validator::Describe() const {
   }
 }
 
-void Validator::Check(const Value& value, const std::string& path,
-                      const TableNumberLookup& tables, std::vector<Violation>* out) const {
+void Validator::Check(const Value& value, const std::string& path, const TableNumberLookup& tables,
+                      std::vector<Violation>* out) const {
   auto fail = [&](std::string message) { out->push_back({path, std::move(message)}); };
   auto mismatch = [&] {
     fail(value.is_undefined()
@@ -251,8 +252,8 @@ void Validator::Check(const Value& value, const std::string& path,
       if (!value.is_string()) return mismatch();
       absl::StatusOr<DocumentId> id = DocumentId::Parse(value.as_string());
       if (!id.ok()) {
-        return fail(absl::StrFormat("expected id(%s), got %s: %s", table_,
-                                    DebugString(value, 60), id.status().message()));
+        return fail(absl::StrFormat("expected id(%s), got %s: %s", table_, DebugString(value, 60),
+                                    id.status().message()));
       }
       if (id->table_number() != tables(table_)) {
         return fail(absl::StrFormat("expected id(%s), got an id of another table: %s", table_,
@@ -309,9 +310,9 @@ void Validator::CheckObject(const Object& object, const std::string& path,
     // At the top level, `_id` and `_creationTime` are the system fields.
     const bool system = path.empty() && (name == "_id" || name == "_creationTime");
     if (!system && !fields_.contains(name)) {
-      out->push_back({path.empty() ? name : path + "." + name,
-                      absl::StrFormat("field is not in the schema (value %s)",
-                                      DebugString(field_value, 60))});
+      out->push_back(
+          {path.empty() ? name : path + "." + name,
+           absl::StrFormat("field is not in the schema (value %s)", DebugString(field_value, 60))});
     }
   }
 }

@@ -28,8 +28,20 @@ using TableNumberLookup = std::function<uint32_t(std::string_view table)>;
 class Validator {
  public:
   enum class Kind {
-    kString, kFloat64, kInt64, kBoolean, kBytes, kNull, kAny,
-    kId, kLiteral, kUnion, kOptional, kArray, kObject, kRecord,
+    kString,
+    kFloat64,
+    kInt64,
+    kBoolean,
+    kBytes,
+    kNull,
+    kAny,
+    kId,
+    kLiteral,
+    kUnion,
+    kOptional,
+    kArray,
+    kObject,
+    kRecord,
   };
 
   // Parses the JSON form (see README "Schema files"); errors name `where` (e.g. `tasks.priority`).

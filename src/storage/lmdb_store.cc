@@ -3,11 +3,10 @@
 #include <lmdb.h>
 #include <sys/stat.h>
 
-#include <cerrno>
-#include <filesystem>
-#include <cstring>
-
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <utility>
 #include <vector>
 
@@ -196,6 +195,9 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& pa
   auto store = absl::WrapUnique(new LmdbStore(canonical, max_map_size));
   int rc = mdb_env_create(&store->env_);
   if (rc != 0) return LmdbError(rc, "env create");
+  if (mdb_env_get_maxkeysize(store->env_) < static_cast<int>(kMaxKeyBytes)) {
+    return absl::InternalError("this LMDB build allows shorter keys than stagedb needs");
+  }
   mdb_env_set_maxdbs(store->env_, 4);
   mdb_env_set_maxreaders(store->env_, 512);
   // The file may already be larger (grown before, or by another process): never shrink it.
@@ -261,7 +263,7 @@ absl::Status LmdbStore::AdoptMapSize() {
   return absl::OkStatus();
 }
 
-absl::Status LmdbStore::Grow() {
+absl::Status LmdbStore::Grow(size_t observed_size) {
   if (*HeldCount(this) > 0) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "database \"%s\" is full and cannot grow while this thread has a transaction open "
@@ -269,10 +271,12 @@ absl::Status LmdbStore::Grow() {
         path_));
   }
   absl::MutexLock lock(&resize_mu_);
+  // Writers that failed together on a full map each call Grow: the first grows, the rest retry.
+  if (map_size_ > observed_size) return absl::OkStatus();
   if (map_size_ >= max_map_size_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "database \"", path_, "\" is full: the map is ", map_size_.load(), " bytes, the limit set by ",
-        "Options::max_map_size; raise it to store more"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("database \"", path_, "\" is full: the map is ", map_size_.load(),
+                     " bytes, the limit set by ", "Options::max_map_size; raise it to store more"));
   }
   const size_t target = std::min(max_map_size_, map_size_ * 2);
   const int rc = mdb_env_set_mapsize(env_, target);

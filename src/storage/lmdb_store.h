@@ -29,6 +29,9 @@ namespace stagedb::internal {
 
 enum class StoreDb { kData, kMeta };
 
+// LMDB's limit on key size (its default build): index keys longer than this are refused.
+inline constexpr size_t kMaxKeyBytes = 511;
+
 class LmdbStore;
 
 // A cursor over one named database; positions are keys in byte order.
@@ -100,15 +103,17 @@ class LmdbStore {
   // Blocks while another write transaction (of any thread or process) is open.
   absl::StatusOr<std::unique_ptr<StoreTxn>> BeginWrite();
 
-  // Doubles the map, up to the maximum; ResourceExhausted when it is already there. The calling
-  // thread must have no transaction of this store open.
-  absl::Status Grow();
+  // Doubles the map, up to the maximum, unless another writer already grew it past
+  // `observed_size` (the map_size() seen when the failed write began); ResourceExhausted when it
+  // is at the maximum. The calling thread must have no transaction of this store open.
+  absl::Status Grow(size_t observed_size);
   size_t map_size() const;
   const std::string& path() const { return path_; }
 
  private:
   friend class StoreTxn;
-  LmdbStore(std::string path, size_t max_map_size) : path_(std::move(path)), max_map_size_(max_map_size) {}
+  LmdbStore(std::string path, size_t max_map_size)
+      : path_(std::move(path)), max_map_size_(max_map_size) {}
   absl::StatusOr<std::unique_ptr<StoreTxn>> Begin(bool writable);
   // Adopts a map size another process set; exclusive like Grow.
   absl::Status AdoptMapSize();

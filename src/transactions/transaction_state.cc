@@ -1,5 +1,7 @@
 #include "transactions/transaction_state.h"
 
+#include <algorithm>
+#include <atomic>
 #include <iterator>
 #include <utility>
 
@@ -50,12 +52,27 @@ absl::Status CheckUserFields(const TableInfo& table, const Object& fields, bool 
   return absl::OkStatus();
 }
 
+// Milliseconds since the Unix epoch with microsecond precision, strictly increasing within the
+// process even when the clock stalls or steps back, so creation order is unambiguous.
+double NextCreationTime() {
+  static std::atomic<int64_t> last_micros{0};
+  const int64_t now = absl::ToUnixMicros(absl::Now());
+  int64_t last = last_micros.load(std::memory_order_relaxed);
+  int64_t next;
+  do {
+    next = std::max(now, last + 1);
+  } while (!last_micros.compare_exchange_weak(last, next, std::memory_order_relaxed));
+  return static_cast<double>(next) / 1000.0;
+}
+
 // Iterates the overlay entries of [lo, hi) forwards or backwards.
 class OverlayCursor {
  public:
   using Map = absl::btree_map<std::string, std::optional<std::string>>;
   OverlayCursor(const Map& map, std::string_view lo, std::string_view hi, bool forward)
-      : forward_(forward), first_(map.lower_bound(AbslView(lo))), last_(map.lower_bound(AbslView(hi))) {
+      : forward_(forward),
+        first_(map.lower_bound(AbslView(lo))),
+        last_(map.lower_bound(AbslView(hi))) {
     at_ = forward ? first_ : last_;
   }
   bool valid() const { return forward_ ? at_ != last_ : at_ != first_; }
@@ -125,8 +142,7 @@ absl::StatusOr<Document> TransactionState::DecodeStored(std::string_view bytes) 
   return Document(*std::move(id), *std::move(fields));
 }
 
-absl::StatusOr<std::optional<Document>> TransactionState::LoadDocument(
-    std::string_view by_id_key) {
+absl::StatusOr<std::optional<Document>> TransactionState::LoadDocument(std::string_view by_id_key) {
   if (auto it = written_.find(AbslView(by_id_key)); it != written_.end()) {
     if (absl::Status s = CountRead(0); !s.ok()) return s;
     return it->second;
@@ -150,8 +166,8 @@ absl::StatusOr<Document> TransactionState::EntryDocument(const IndexInfo& index,
   }
   if (!document.ok()) return document.status();
   if (!document->has_value()) {
-    return absl::DataLossError(absl::StrFormat("index %s has an entry for a missing document",
-                                               IndexName(index)));
+    return absl::DataLossError(
+        absl::StrFormat("index %s has an entry for a missing document", IndexName(index)));
   }
   return **std::move(document);
 }
@@ -159,9 +175,9 @@ absl::StatusOr<Document> TransactionState::EntryDocument(const IndexInfo& index,
 absl::StatusOr<std::optional<Document>> TransactionState::Get(const DocumentId& id) {
   const TableInfo* table = catalog_.FindTableByNumber(id.table_number());
   if (table == nullptr) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "id \"%s\" belongs to table number %d, which is not in the schema", id.text(),
-        id.table_number()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("id \"%s\" belongs to table number %d, which is not in the schema",
+                        id.text(), id.table_number()));
   }
   if (absl::Status s = CountRange(); !s.ok()) return s;
   const std::string key = table->by_id->prefix + IdSuffix(id);
@@ -268,9 +284,8 @@ absl::StatusOr<TransactionState::KeyRange> TransactionState::Resolve(const Query
           "range on %s: Eq(\"%s\") is not allowed here; equalities must name the index fields in "
           "order%s",
           index_desc, equalities[i].first,
-          i < index->key_fields.size()
-              ? absl::StrFormat(" (expected \"%s\")", index->key_fields[i])
-              : std::string()));
+          i < index->key_fields.size() ? absl::StrFormat(" (expected \"%s\")", index->key_fields[i])
+                                       : std::string()));
     }
     EncodeKey(equalities[i].second, &prefix);
   }
@@ -291,9 +306,9 @@ absl::StatusOr<TransactionState::KeyRange> TransactionState::Resolve(const Query
     const bool is_lower = bound.kind == BoundKind::kGt || bound.kind == BoundKind::kGte;
     const IndexBound*& slot = is_lower ? lower : upper;
     if (slot != nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("range on %s: two %s bounds on \"%s\"", index_desc,
-                          is_lower ? "lower" : "upper", bound.field));
+      return absl::InvalidArgumentError(absl::StrFormat("range on %s: two %s bounds on \"%s\"",
+                                                        index_desc, is_lower ? "lower" : "upper",
+                                                        bound.field));
     }
     slot = &bound;
     std::string key = prefix;
@@ -304,8 +319,7 @@ absl::StatusOr<TransactionState::KeyRange> TransactionState::Resolve(const Query
   return resolved;
 }
 
-absl::StatusOr<std::vector<Document>> TransactionState::Run(const QuerySpec& spec,
-                                                            size_t limit) {
+absl::StatusOr<std::vector<Document>> TransactionState::Run(const QuerySpec& spec, size_t limit) {
   absl::StatusOr<KeyRange> range = Resolve(spec);
   if (!range.ok()) return range.status();
   std::vector<Document> results;
@@ -326,14 +340,14 @@ absl::StatusOr<PaginationResult> TransactionState::Paginate(const QuerySpec& spe
   absl::StatusOr<KeyRange> range = Resolve(spec);
   if (!range.ok()) return range.status();
   if (options.num_items == 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "Paginate on %s: num_items must be at least 1", IndexName(*range->index)));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("Paginate on %s: num_items must be at least 1", IndexName(*range->index)));
   }
   // The fingerprint binds a cursor to this query: table, index, range and order.
   std::string fingerprint;
-  for (std::string_view part : {std::string_view(range->table->name),
-                                std::string_view(range->index->name), std::string_view(range->lo),
-                                std::string_view(range->hi)}) {
+  for (std::string_view part :
+       {std::string_view(range->table->name), std::string_view(range->index->name),
+        std::string_view(range->lo), std::string_view(range->hi)}) {
     EncodeKey(Value(std::string(part)), &fingerprint);
   }
   fingerprint.push_back(spec.order == SortOrder::kAsc ? 'a' : 'd');
@@ -367,9 +381,9 @@ absl::StatusOr<PaginationResult> TransactionState::Paginate(const QuerySpec& spe
       },
       &last_key, &result.is_done);
   if (!status.ok()) return status;
-  result.continue_cursor = EncodeCursor(
-      CursorPosition{.done = result.is_done, .key = result.is_done ? "" : last_key}, fingerprint,
-      cursor_secret_);
+  result.continue_cursor =
+      EncodeCursor(CursorPosition{.done = result.is_done, .key = result.is_done ? "" : last_key},
+                   fingerprint, cursor_secret_);
   return result;
 }
 
@@ -381,8 +395,8 @@ absl::StatusOr<std::pair<const TableInfo*, Document>> TransactionState::GetExist
   if (!document.ok()) return document.status();
   const TableInfo* table = catalog_.FindTableByNumber(id.table_number());
   if (!document->has_value()) {
-    return absl::NotFoundError(absl::StrFormat("table \"%s\": document \"%s\" does not exist",
-                                               table->name, id.text()));
+    return absl::NotFoundError(
+        absl::StrFormat("table \"%s\": document \"%s\" does not exist", table->name, id.text()));
   }
   return std::make_pair(table, **std::move(document));
 }
@@ -396,8 +410,7 @@ absl::StatusOr<DocumentId> TransactionState::Insert(std::string_view table_name,
   if (absl::Status s = CheckUserFields(*table, fields, /*patch=*/false); !s.ok()) return s;
   const DocumentId id = DocumentId::Generate(table->number);
   fields[std::string(kIdField)] = Value(id.text());
-  fields[std::string(kCreationTimeField)] =
-      Value(static_cast<double>(absl::ToUnixMicros(absl::Now())) / 1000.0);
+  fields[std::string(kCreationTimeField)] = Value(NextCreationTime());
   if (absl::Status s = WriteDocument(*table, id, nullptr, std::move(fields)); !s.ok()) return s;
   return id;
 }
@@ -456,9 +469,9 @@ absl::Status TransactionState::CheckUnique(const IndexInfo& index, const Object&
     values.push_back(absl::StrFormat("%s = %s", index.key_fields[i],
                                      DebugString(ValueAtPath(document, index.key_paths[i]), 60)));
   }
-  return absl::AlreadyExistsError(absl::StrFormat(
-      "unique index %s already has a document with %s (document \"%s\")", IndexName(index),
-      absl::StrJoin(values, ", "), conflicting));
+  return absl::AlreadyExistsError(
+      absl::StrFormat("unique index %s already has a document with %s (document \"%s\")",
+                      IndexName(index), absl::StrJoin(values, ", "), conflicting));
 }
 
 absl::Status TransactionState::WriteDocument(const TableInfo& table, const DocumentId& id,
@@ -467,8 +480,7 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
   if (next.has_value()) {
     std::vector<Violation> violations;
     table.def->document.CheckDocument(
-        *next, [this](std::string_view name) { return catalog_.TableNumber(name); },
-        &violations);
+        *next, [this](std::string_view name) { return catalog_.TableNumber(name); }, &violations);
     if (!violations.empty()) {
       const std::string more =
           violations.size() > 1 ? absl::StrFormat(" (and %d more)", violations.size() - 1) : "";
@@ -492,7 +504,12 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
                       "max_bytes_written");
   }
   const std::string id_suffix = IdSuffix(id);
+  std::vector<std::string> next_keys;
   if (next.has_value()) {
+    for (const IndexInfo* index : table.indexes) {
+      next_keys.push_back(index->KeyFor(*next));
+      if (absl::Status s = index->CheckKeySize(next_keys.back(), *next); !s.ok()) return s;
+    }
     for (const IndexInfo* index : table.indexes) {
       if (!index->unique || index->primary) continue;
       // Unchanged unique fields cannot newly collide.
@@ -514,8 +531,8 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
     for (const IndexInfo* index : table.indexes) overlay_[index->KeyFor(*old)] = std::nullopt;
   }
   if (next.has_value()) {
-    for (const IndexInfo* index : table.indexes) {
-      overlay_[index->KeyFor(*next)] = index->primary ? encoded : id_suffix;
+    for (size_t i = 0; i < table.indexes.size(); ++i) {
+      overlay_[std::move(next_keys[i])] = table.indexes[i]->primary ? encoded : id_suffix;
     }
     written_[by_id_key] = Document(id, *std::move(next));
   } else {
