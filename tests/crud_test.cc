@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "stagedb/stagedb.h"
+#include "test_matchers.h"
 #include "test_util.h"
 
 namespace {
@@ -29,36 +30,9 @@ using stagedb::Transaction;
 using stagedb::Value;
 using stagedb::testing::TempDir;
 
-absl::Status StatusOf(const absl::Status& s) { return s; }
-template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& s) {
-  return s.status();
-}
-
-std::string Msg(const absl::Status& s) { return std::string(s.message()); }
-
-#define REQUIRE_OK(expr)                    \
-  do {                                      \
-    const absl::Status s_ = StatusOf(expr); \
-    INFO("status: " << s_.ToString());      \
-    REQUIRE(s_.ok());                       \
-  } while (0)
-
-void CheckError(const absl::Status& s, absl::StatusCode code,
-                std::initializer_list<std::string> needles) {
-  INFO("status: " << s.ToString());
-  REQUIRE(s.code() == code);
-  for (const std::string& needle : needles) {
-    INFO("expected in the message: " << needle);
-    CHECK(Msg(s).find(needle) != std::string::npos);
-  }
-}
-
-#define CHECK_ERROR(expr, code, ...)                 \
-  do {                                               \
-    INFO("expression: " #expr);                      \
-    CheckError(StatusOf(expr), code, {__VA_ARGS__}); \
-  } while (0)
+using stagedb::testing::Msg;
+using stagedb::testing::MustInsert;
+using stagedb::testing::OpenOrFail;
 
 constexpr const char* kSchema = R"json({
   "tables": {
@@ -86,23 +60,11 @@ constexpr const char* kSchema = R"json({
 })json";
 
 std::unique_ptr<Database> OpenDb(const std::string& path) {
-  absl::StatusOr<std::unique_ptr<Database>> db =
-      Database::Open({.path = path, .schema_json = kSchema});
-  INFO("Open: " << db.status().ToString());
-  REQUIRE(db.ok());
-  return *std::move(db);
+  return OpenOrFail({.path = path, .schema_json = kSchema});
 }
 
 Object Item(const std::string& name, int64_t qty) {
   return {{"name", name}, {"qty", Value::Int64(qty)}};
-}
-
-DocumentId MustInsert(Database& db, std::string_view table, const Object& fields) {
-  absl::StatusOr<DocumentId> id =
-      db.Mutate([&](Transaction& tx) { return tx.Insert(table, fields); });
-  INFO("Insert into " << table << ": " << id.status().ToString());
-  REQUIRE(id.ok());
-  return *id;
 }
 
 std::optional<Document> GetDoc(Database& db, const DocumentId& id) {

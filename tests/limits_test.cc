@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "stagedb/stagedb.h"
+#include "test_matchers.h"
 #include "test_util.h"
 
 namespace {
@@ -30,36 +31,11 @@ using stagedb::TransactionLimits;
 using stagedb::Value;
 using stagedb::testing::TempDir;
 
-absl::Status StatusOf(const absl::Status& s) { return s; }
-template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& s) {
-  return s.status();
-}
-
-std::string Msg(const absl::Status& s) { return std::string(s.message()); }
-
-#define REQUIRE_OK(expr)                    \
-  do {                                      \
-    const absl::Status s_ = StatusOf(expr); \
-    INFO("status: " << s_.ToString());      \
-    REQUIRE(s_.ok());                       \
-  } while (0)
-
-void CheckError(const absl::Status& s, absl::StatusCode code,
-                std::initializer_list<std::string> needles) {
-  INFO("status: " << s.ToString());
-  REQUIRE(s.code() == code);
-  for (const std::string& needle : needles) {
-    INFO("expected in the message: " << needle);
-    CHECK(Msg(s).find(needle) != std::string::npos);
-  }
-}
-
-#define CHECK_ERROR(expr, code, ...)                 \
-  do {                                               \
-    INFO("expression: " #expr);                      \
-    CheckError(StatusOf(expr), code, {__VA_ARGS__}); \
-  } while (0)
+using stagedb::testing::CheckError;
+using stagedb::testing::Msg;
+using stagedb::testing::StatusOf;
+using stagedb::testing::MustInsert;
+using stagedb::testing::OpenOrFail;
 
 constexpr const char* kSchema = R"json({
   "tables": {
@@ -76,10 +52,7 @@ constexpr const char* kSchema = R"json({
 
 std::unique_ptr<Database> OpenDb(Options options) {
   if (options.schema_json.empty()) options.schema_json = kSchema;
-  absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(std::move(options));
-  INFO("Open: " << db.status().ToString());
-  REQUIRE(db.ok());
-  return *std::move(db);
+  return OpenOrFail(std::move(options));
 }
 
 std::unique_ptr<Database> OpenDb(const std::string& path) { return OpenDb(Options{.path = path}); }

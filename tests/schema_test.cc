@@ -11,6 +11,7 @@
 #include "nlohmann/json.hpp"
 #include "stagedb/stagedb.h"
 #include "storage/lmdb_store.h"
+#include "test_matchers.h"
 #include "test_util.h"
 
 namespace {
@@ -26,55 +27,18 @@ using stagedb::Transaction;
 using stagedb::Value;
 using stagedb::testing::TempDir;
 
-absl::Status StatusOf(const absl::Status& s) { return s; }
-template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& s) {
-  return s.status();
-}
-
-std::string Msg(const absl::Status& s) { return std::string(s.message()); }
-
-#define REQUIRE_OK(expr)                    \
-  do {                                      \
-    const absl::Status s_ = StatusOf(expr); \
-    INFO("status: " << s_.ToString());      \
-    REQUIRE(s_.ok());                       \
-  } while (0)
-
-// Checks the code of a status and that its message contains every needle.
-void CheckError(const absl::Status& s, absl::StatusCode code,
-                std::initializer_list<std::string> needles) {
-  INFO("status: " << s.ToString());
-  REQUIRE(s.code() == code);
-  for (const std::string& needle : needles) {
-    INFO("expected in the message: " << needle);
-    CHECK(Msg(s).find(needle) != std::string::npos);
-  }
-}
-
-#define CHECK_ERROR(expr, code, ...)                 \
-  do {                                               \
-    INFO("expression: " #expr);                      \
-    CheckError(StatusOf(expr), code, {__VA_ARGS__}); \
-  } while (0)
+using stagedb::testing::CheckError;
+using stagedb::testing::Msg;
+using stagedb::testing::StatusOf;
+using stagedb::testing::MustInsert;
+using stagedb::testing::OpenOrFail;
 
 std::unique_ptr<Database> OpenDb(const std::string& path, const std::string& schema_json) {
-  absl::StatusOr<std::unique_ptr<Database>> db =
-      Database::Open({.path = path, .schema_json = schema_json});
-  INFO("Open: " << db.status().ToString());
-  REQUIRE(db.ok());
-  return *std::move(db);
+  return OpenOrFail({.path = path, .schema_json = schema_json});
 }
 
 absl::StatusOr<DocumentId> InsertOne(Database& db, std::string_view table, const Object& fields) {
   return db.Mutate([&](Transaction& tx) { return tx.Insert(table, fields); });
-}
-
-DocumentId MustInsert(Database& db, std::string_view table, const Object& fields) {
-  absl::StatusOr<DocumentId> id = InsertOne(db, table, fields);
-  INFO("Insert into " << table << ": " << id.status().ToString());
-  REQUIRE(id.ok());
-  return *id;
 }
 
 std::vector<Document> All(Database& db, const std::string& table,

@@ -1,0 +1,68 @@
+// Catch2 helpers for absl::Status results, shared by the database tests.
+#ifndef STAGEDB_TESTS_TEST_MATCHERS_H_
+#define STAGEDB_TESTS_TEST_MATCHERS_H_
+
+#include <catch2/catch.hpp>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "stagedb/stagedb.h"
+
+namespace stagedb::testing {
+
+inline absl::Status StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+absl::Status StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+inline std::string Msg(const absl::Status& s) { return std::string(s.message()); }
+
+// Checks the code of a status and that its message contains every needle.
+inline void CheckError(const absl::Status& s, absl::StatusCode code,
+                       std::initializer_list<std::string> needles) {
+  INFO("status: " << s.ToString());
+  REQUIRE(s.code() == code);
+  for (const std::string& needle : needles) {
+    INFO("expected in the message: " << needle);
+    CHECK(Msg(s).find(needle) != std::string::npos);
+  }
+}
+
+// Opens a database, failing the test (with the status) when that fails.
+inline std::unique_ptr<Database> OpenOrFail(Options options) {
+  absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(std::move(options));
+  INFO("Open: " << db.status().ToString());
+  REQUIRE(db.ok());
+  return *std::move(db);
+}
+
+// Inserts one document in its own mutation, failing the test when that fails.
+inline DocumentId MustInsert(Database& db, std::string_view table, const Object& fields) {
+  absl::StatusOr<DocumentId> id =
+      db.Mutate([&](Transaction& tx) { return tx.Insert(table, fields); });
+  INFO("Insert into " << table << ": " << id.status().ToString());
+  REQUIRE(id.ok());
+  return *id;
+}
+
+}  // namespace stagedb::testing
+
+#define REQUIRE_OK(expr)                                        \
+  do {                                                          \
+    const absl::Status s_ = ::stagedb::testing::StatusOf(expr); \
+    INFO("status: " << s_.ToString());                          \
+    REQUIRE(s_.ok());                                           \
+  } while (0)
+
+#define CHECK_ERROR(expr, code, ...)                                                         \
+  do {                                                                                       \
+    INFO("expression: " #expr);                                                              \
+    ::stagedb::testing::CheckError(::stagedb::testing::StatusOf(expr), code, {__VA_ARGS__}); \
+  } while (0)
+
+#endif  // STAGEDB_TESTS_TEST_MATCHERS_H_
