@@ -632,32 +632,30 @@ TEST_CASE("Mutate and Query return the function's StatusOr value", "[crud]") {
   CHECK_ERROR(query_failed, absl::StatusCode::kDataLoss, "q-error");
 }
 
-TEST_CASE("Mutate inside a mutation is refused; Query inside a mutation works", "[crud]") {
+TEST_CASE("Mutate and Query inside a mutation are refused; the Transaction reads", "[crud]") {
   TempDir dir;
   auto db = OpenDb(dir.Sub("db"));
   MustInsert(*db, "items", Item("committed", 1));
   absl::Status nested;
-  size_t seen_by_inner_query = 0;
   absl::Status inner_query;
+  size_t seen_by_transaction = 0;
   REQUIRE_OK(db->Mutate([&](Transaction& tx) -> absl::Status {
     if (absl::Status s = tx.Insert("items", Item("outer", 2)).status(); !s.ok()) return s;
     nested = db->Mutate(
         [&](Transaction& inner) { return inner.Insert("items", Item("inner", 3)).status(); });
-    inner_query = db->Query([&](Reader& r) -> absl::Status {
-      absl::StatusOr<std::vector<Document>> docs = r.Table("items").Collect();
-      if (!docs.ok()) return docs.status();
-      seen_by_inner_query = docs->size();
-      CHECK(Names(*docs) == std::vector<std::string>{"committed"});
-      return absl::OkStatus();
-    });
+    // A Query would read another snapshot, without this mutation's writes and outside its
+    // read set.
+    inner_query = db->Query([&](Reader& r) { return r.Table("items").Collect().status(); });
+    absl::StatusOr<std::vector<Document>> docs = tx.Table("items").Collect();
+    if (!docs.ok()) return docs.status();
+    seen_by_transaction = docs->size();
     return absl::OkStatus();
   }));
   CHECK_ERROR(nested, absl::StatusCode::kFailedPrecondition, "Mutate");
-  REQUIRE_OK(inner_query);
-  // The query sees the last commit, not the running mutation's writes.
-  CHECK(seen_by_inner_query == 1);
+  CHECK_ERROR(inner_query, absl::StatusCode::kFailedPrecondition, "Query", "Transaction");
+  CHECK(seen_by_transaction == 2);
   CHECK(Names(All(*db, "items")) == std::vector<std::string>{"committed", "outer"});
-  // Mutate works again afterwards on this thread.
+  // Mutate and Query work again afterwards on this thread.
   MustInsert(*db, "items", Item("after", 4));
   CHECK(All(*db, "items").size() == 3);
 }
@@ -704,3 +702,67 @@ TEST_CASE("concurrent read-modify-write mutations are serializable", "[crud][thr
 }
 
 }  // namespace
+
+TEST_CASE("a write from inside a query's Filter is refused, not a crash", "[crud]") {
+  TempDir dir;
+  auto db = OpenDb(dir.Sub("db"));
+  for (int i = 0; i < 20; ++i) MustInsert(*db, "items", Item("n" + std::to_string(i), i));
+  absl::Status from_filter;
+  size_t matched = 0;
+  REQUIRE_OK(db->Mutate([&](Transaction& tx) -> absl::Status {
+    // Buffered writes of this transaction in the scanned range, so the scan walks the overlay.
+    for (int i = 0; i < 20; ++i) {
+      if (absl::Status s = tx.Insert("items", Item("m" + std::to_string(i), 100 + i)).status();
+          !s.ok()) {
+        return s;
+      }
+    }
+    absl::StatusOr<std::vector<Document>> docs =
+        tx.Table("items")
+            .WithIndex("by_qty")
+            .Filter([&](const Document& d) {
+              absl::Status s = tx.Insert("items", Item("x", d["qty"].as_int64() + 1000)).status();
+              if (from_filter.ok()) from_filter = s;
+              return true;
+            })
+            .Collect();
+    if (!docs.ok()) return docs.status();
+    matched = docs->size();
+    return absl::OkStatus();
+  }));
+  CHECK_ERROR(from_filter, absl::StatusCode::kFailedPrecondition, "Filter");
+  CHECK(matched == 40);
+  // After the scan, writes work again in the same transaction; nothing from the filter landed.
+  CHECK(All(*db, "items").size() == 40);
+}
+
+TEST_CASE("unique indexes skip documents missing a unique field; many inserts fit the limits",
+          "[crud]") {
+  TempDir dir;
+  auto db = OpenOrFail({.path = dir.Sub("db"), .schema_json = R"json({
+    "tables": {"users": {
+      "fields": {"name": "string", "email": {"type": "optional", "of": "string"}},
+      "indexes": [{"name": "by_email", "fields": ["email"], "unique": true}]}}})json"});
+  // Missing (undefined) is exempt, as SQL exempts NULL; a value is still unique.
+  MustInsert(*db, "users", {{"name", "a"}});
+  MustInsert(*db, "users", {{"name", "b"}});
+  MustInsert(*db, "users", {{"name", "c"}, {"email", "c@x"}});
+  CHECK_ERROR(db->Mutate([&](Transaction& tx) {
+    return tx.Insert("users", {{"name", "d"}, {"email", "c@x"}}).status();
+  }),
+              absl::StatusCode::kAlreadyExists, "users.by_email", "c@x");
+  // Each insert probes the unique index; the probes do not count as the mutation's reads.
+  const size_t count = 5000;
+  REQUIRE_OK(db->Mutate([&](Transaction& tx) -> absl::Status {
+    for (size_t i = 0; i < count; ++i) {
+      absl::Status s =
+          tx.Insert("users", {{"name", "user"}, {"email", "u" + std::to_string(i)}}).status();
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }));
+  CHECK(All(*db, "users").size() == count + 3);
+  // Sizes and counts convert to int64.
+  CHECK(Value(count).is_int64());
+  CHECK(Value(count).as_int64() == 5000);
+}

@@ -184,7 +184,8 @@ TEST_CASE("Get records one by_id key, present or not", "[read_set]") {
     if (!got.ok()) return got.status();
     CHECK(!got->has_value());
     after_delete = Ranges(tx.read_set());
-    CHECK(after_delete.size() == before + 1);
+    // The Delete already read this key: the Get's interval merges into that one.
+    CHECK(after_delete.size() == before);
     return absl::CancelledError("test: abandon");
   });
   CHECK(s.code() == absl::StatusCode::kCancelled);

@@ -29,9 +29,9 @@ using stagedb::testing::TempDir;
 
 using stagedb::testing::CheckError;
 using stagedb::testing::Msg;
-using stagedb::testing::StatusOf;
 using stagedb::testing::MustInsert;
 using stagedb::testing::OpenOrFail;
+using stagedb::testing::StatusOf;
 
 std::unique_ptr<Database> OpenDb(const std::string& path, const std::string& schema_json) {
   return OpenOrFail({.path = path, .schema_json = schema_json});
@@ -749,3 +749,30 @@ TEST_CASE("SchemaJson reflects the stored schema; no schema option uses it",
 }
 
 }  // namespace
+
+TEST_CASE("an index path must be able to exist in the table's documents", "[schema]") {
+  TempDir dir;
+  auto open = [&](const std::string& fields, const std::string& index_field) {
+    return Database::Open({.path = dir.Sub("db"),
+                           .schema_json = R"({"tables": {"t": {"fields": )" + fields +
+                                          R"(, "indexes": [{"name": "by_x", "fields": [")" +
+                                          index_field + R"("]}]}}})"});
+  };
+  // Through a string: refused, naming the index and the path.
+  CHECK_ERROR(open(R"({"name": "string"})", "name.first"), absl::StatusCode::kInvalidArgument,
+              "by_x", "name.first");
+  // Through an optional object, a union with an object, any and record: accepted.
+  for (
+      const auto& [fields, path] : std::vector<std::pair<std::string, std::string>>{
+          {R"({"name": {"type": "optional", "of": {"type": "object", "fields": {"first": "string"}}}})",
+           "name.first"},
+          {R"({"name": {"type": "union", "of": ["null", {"type": "object", "fields": {"first": "string"}}]}})",
+           "name.first"},
+          {R"({"meta": "any"})", "meta.a.b"},
+          {R"({"meta": {"type": "record", "keys": "string", "values": "int64"}})", "meta.k"},
+      }) {
+    INFO(fields << " " << path);
+    absl::StatusOr<std::unique_ptr<Database>> db = open(fields, path);
+    CHECK(db.ok());
+  }
+}

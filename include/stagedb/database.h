@@ -56,7 +56,9 @@ class Database {
       -> std::invoke_result_t<Fn&, Transaction&>;
 
   // Runs `fn(Reader&)` on a snapshot of the latest commit. `fn` returns absl::Status or
-  // absl::StatusOr<T>; Query returns the same type.
+  // absl::StatusOr<T>; Query returns the same type. Inside a mutation of this database, read
+  // through its Transaction instead: Query (and Mutate) there fail with FailedPrecondition.
+  // A Mutate inside Query works, but cannot grow a full map (the Query holds it).
   template <typename Fn>
   auto Query(Fn&& fn) -> std::invoke_result_t<Fn&, Reader&>;
 

@@ -18,6 +18,10 @@
 
 namespace stagedb {
 
+namespace internal {
+struct DocumentIdAccess;
+}
+
 class DocumentId {
  public:
   DocumentId() = default;
@@ -40,6 +44,7 @@ class DocumentId {
   }
 
  private:
+  friend struct internal::DocumentIdAccess;
   DocumentId(std::string text, uint32_t table_number)
       : text_(std::move(text)), table_number_(table_number) {}
 

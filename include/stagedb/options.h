@@ -18,7 +18,7 @@ struct TransactionLimits {
   size_t max_bytes_read = size_t{16} << 20;
   size_t max_documents_written = 16'000;
   size_t max_bytes_written = size_t{16} << 20;
-  size_t max_read_ranges = 4'096;  // index ranges scanned and documents fetched by id
+  size_t max_read_ranges = 4'096;  // reads: each Get and each query counts one
 };
 
 struct Options {

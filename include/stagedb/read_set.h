@@ -27,6 +27,7 @@ class ReadSet {
   bool empty() const { return ranges_.empty(); }
   size_t size() const { return ranges_.size(); }
   void Add(ReadRange range) { ranges_.push_back(std::move(range)); }
+  ReadRange& last() { return ranges_.back(); }
   void Clear() { ranges_.clear(); }
   // Every range, decoded, one per line: `table.index [start, end)`.
   std::string DebugString() const;

@@ -73,6 +73,9 @@ class Value {
   Value(long i) : rep_(int64_t{i}) {}
   Value(long long i) : rep_(static_cast<int64_t>(i)) {}
   Value(unsigned u) : rep_(int64_t{u}) {}
+  // Sizes and counts: int64. A value above INT64_MAX wraps, as static_cast<int64_t> does.
+  Value(unsigned long u) : rep_(static_cast<int64_t>(u)) {}
+  Value(unsigned long long u) : rep_(static_cast<int64_t>(u)) {}
   Value(double d) : rep_(d) {}
   Value(const char* s) : rep_(std::string(s)) {}
   Value(std::string_view s) : rep_(std::string(s)) {}

@@ -103,6 +103,11 @@ absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
     std::vector<std::pair<std::string, std::string>> entries;
     // The unique part of each new unique index's keys seen so far: a repeat is a duplicate.
     absl::flat_hash_set<std::string> unique_prefixes;
+    struct DuplicateProblem {
+      size_t count = 0;
+      std::string example;
+    };
+    std::map<std::string, DuplicateProblem> duplicates;
     absl::Status s =
         ForEachEntry(txn, table.by_id->prefix, [&](std::string_view key, std::string_view bytes) {
           absl::StatusOr<Object> document = DecodeDocument(bytes);
@@ -120,18 +125,19 @@ absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
           }
           const std::string id_suffix(key.substr(table.by_id->prefix.size()));
           for (const IndexInfo* index : new_indexes) {
-            if (index->unique &&
+            if (index->ConstrainsUnique(*document) &&
                 !unique_prefixes.insert(index->KeyPrefixFor(*document, index->declared_fields))
                      .second) {
-              std::vector<std::string> values;
-              for (size_t f = 0; f < index->declared_fields; ++f) {
-                values.push_back(
-                    absl::StrFormat("%s = %s", index->key_fields[f],
-                                    DebugString(ValueAtPath(*document, index->key_paths[f]), 60)));
+              DuplicateProblem& duplicate = duplicates[index->name];
+              if (duplicate.count++ == 0) {
+                std::vector<std::string> values;
+                for (size_t f = 0; f < index->declared_fields; ++f) {
+                  values.push_back(absl::StrFormat(
+                      "%s = %s", index->key_fields[f],
+                      DebugString(ValueAtPath(*document, index->key_paths[f]), 60)));
+                }
+                duplicate.example = absl::StrJoin(values, ", ");
               }
-              problems.push_back(absl::StrFormat(
-                  "table \"%s\": new unique index \"%s\" would have two documents with %s",
-                  table.name, index->name, absl::StrJoin(values, ", ")));
             }
             std::string index_key = index->KeyFor(*document);
             if (absl::Status size = index->CheckKeySize(index_key, *document); !size.ok()) {
@@ -143,6 +149,12 @@ absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
           return absl::OkStatus();
         });
     if (!s.ok()) return s;
+    for (const auto& [index_name, duplicate] : duplicates) {
+      problems.push_back(absl::StrFormat(
+          "table \"%s\": new unique index \"%s\" would have %d duplicate(s), e.g. two "
+          "documents with %s",
+          table.name, index_name, duplicate.count, duplicate.example));
+    }
     for (const auto& [path, problem] : field_problems) {
       problems.push_back(
           absl::StrFormat("table \"%s\" field \"%s\": %d document(s) violate "
@@ -341,6 +353,14 @@ absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)>
 }
 
 absl::Status Database::RunQuery(absl::FunctionRef<absl::Status(Reader&)> fn) {
+  const std::vector<const DatabaseImpl*>& mutating = internal::mutating;
+  if (std::find(mutating.begin(), mutating.end(), impl_.get()) != mutating.end()) {
+    // It would read another snapshot than the mutation's, without its writes, and outside its
+    // read set: a serializability hole.
+    return absl::FailedPreconditionError(
+        "Query was called from inside a mutation of the same database; read through the "
+        "Transaction (it is a Reader)");
+  }
   absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl_->store->BeginRead();
   if (!txn.ok()) return txn.status();
   absl::StatusOr<Timestamp> ts = internal::ReadCommitTimestamp(**txn);

@@ -13,7 +13,10 @@ constexpr char kCursorVersion = 1;
 constexpr size_t kMacBytes = 16;
 
 std::string Mac(std::string_view payload, std::string_view fingerprint, std::string_view secret) {
-  std::string message(payload);
+  // Length-prefixed, so no payload and fingerprint pair can pass for another.
+  std::string message = std::to_string(payload.size());
+  message.push_back(':');
+  message.append(payload);
   message.append(fingerprint);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;

@@ -58,6 +58,14 @@ std::string IndexInfo::KeyPrefixFor(const Object& document, size_t n) const {
   return key;
 }
 
+bool IndexInfo::ConstrainsUnique(const Object& document) const {
+  if (!unique || primary) return false;
+  for (size_t i = 0; i < declared_fields; ++i) {
+    if (ValueAtPath(document, key_paths[i]).is_undefined()) return false;
+  }
+  return true;
+}
+
 absl::Status IndexInfo::CheckKeySize(std::string_view key, const Object& document) const {
   if (key.size() <= kMaxKeyBytes) return absl::OkStatus();
   std::vector<std::string> values;

@@ -38,6 +38,9 @@ struct IndexInfo {
   std::string KeyFor(const Object& document) const;
   // The storage key prefix of the first `n` key fields of `document` (the unique part).
   std::string KeyPrefixFor(const Object& document, size_t n) const;
+  // Whether a unique index constrains `document`: not when one of its declared fields is
+  // missing (undefined), as SQL exempts NULL, so an optional field can have a unique index.
+  bool ConstrainsUnique(const Object& document) const;
   // InvalidArgument naming the index, its fields and the document's values when `key` (this
   // index's key of `document`) is longer than storage allows.
   absl::Status CheckKeySize(std::string_view key, const Object& document) const;

@@ -6,12 +6,47 @@
 #include <sstream>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 
 namespace stagedb::internal {
 namespace {
 
 absl::Status SchemaError(const std::string& source, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrFormat("schema %s: %s", source, what));
+}
+
+// Whether documents of `document` (the table's validator) can have a value at the dotted
+// `path`: each step must be a declared field of an object (through optional and unions);
+// `any` and records admit every path below them.
+bool PathCanExist(const Validator& document, const std::string& path) {
+  if (path == "_creationTime" || path == "_id") return true;
+  std::vector<const Validator*> at = {&document};
+  for (const std::string& step : std::vector<std::string>(absl::StrSplit(path, '.'))) {
+    std::vector<const Validator*> next;
+    while (!at.empty()) {
+      const Validator* v = at.back();
+      at.pop_back();
+      switch (v->kind()) {
+        case Validator::Kind::kAny:
+        case Validator::Kind::kRecord:
+          return true;
+        case Validator::Kind::kOptional:
+        case Validator::Kind::kUnion:
+          for (const Validator& child : v->children()) at.push_back(&child);
+          break;
+        case Validator::Kind::kObject:
+          if (auto it = v->fields().find(step); it != v->fields().end()) {
+            next.push_back(&it->second);
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    if (next.empty()) return false;
+    at = std::move(next);
+  }
+  return true;
 }
 
 absl::StatusOr<IndexDef> ParseIndex(const nlohmann::json& json, const std::string& table,
@@ -39,8 +74,7 @@ absl::StatusOr<IndexDef> ParseIndex(const nlohmann::json& json, const std::strin
     if (!field.is_string()) return SchemaError(source, where + ": fields are strings");
     const std::string path = field.get<std::string>();
     // The first path element must be a declared field (or a system field).
-    const std::string top = path.substr(0, path.find('.'));
-    if (top != "_creationTime" && top != "_id" && !document.fields().contains(top)) {
+    if (!PathCanExist(document, path)) {
       return SchemaError(source,
                          absl::StrFormat("%s: field \"%s\" is not in the table", where, path));
     }

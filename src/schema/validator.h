@@ -52,6 +52,8 @@ class Validator {
 
   Kind kind() const { return kind_; }
   const std::map<std::string, Validator>& fields() const { return fields_; }
+  // Union members; the one validator of optional, array; record keys then values.
+  const std::vector<Validator>& children() const { return children_; }
   // Table names that id(table) validators inside refer to.
   void CollectIdTables(std::vector<std::string>* tables) const;
 

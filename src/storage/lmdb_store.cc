@@ -171,7 +171,10 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& pa
                                                            size_t initial_map_size,
                                                            size_t max_map_size) {
   if (path.empty()) return absl::InvalidArgumentError("Options::path is empty");
-  if (initial_map_size == 0 || max_map_size < initial_map_size) {
+  if (initial_map_size == 0) {
+    return absl::InvalidArgumentError("Options::initial_map_size must be above 0");
+  }
+  if (max_map_size < initial_map_size) {
     return absl::InvalidArgumentError(absl::StrCat("Options::max_map_size (", max_map_size,
                                                    ") is below initial_map_size (",
                                                    initial_map_size, ")"));

@@ -13,6 +13,7 @@
 #include "stagedb/key_codec.h"
 #include "util/absl_view.h"
 #include "values/document_codec.h"
+#include "values/document_id_access.h"
 
 namespace stagedb::internal {
 namespace {
@@ -111,38 +112,59 @@ absl::Status TransactionState::CountRead(size_t bytes) {
   return absl::OkStatus();
 }
 
-absl::Status TransactionState::CountRange() {
-  if (read_set_.size() >= limits_.max_read_ranges) {
-    return LimitError("read ranges:", read_set_.size() + 1, limits_.max_read_ranges,
-                      "max_read_ranges");
+absl::Status TransactionState::CountReadCall() {
+  if (++read_calls_ > limits_.max_read_ranges) {
+    return LimitError("read ranges:", read_calls_, limits_.max_read_ranges, "max_read_ranges");
   }
   return absl::OkStatus();
+}
+
+absl::Status TransactionState::CheckNotScanning() const {
+  if (scanning_ == 0) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      "a write was made while a query of the same transaction was running (from its Filter); "
+      "collect the documents first, then write");
 }
 
 void TransactionState::Record(const IndexInfo& index, std::string_view start,
                               std::string_view end) {
   if (start >= end) return;
+  start.remove_prefix(index.prefix.size());
+  end.remove_prefix(index.prefix.size());
+  // Repeated or adjacent reads (the same Get, consecutive pages) extend the last range.
+  if (!read_set_.empty()) {
+    ReadRange& last = read_set_.last();
+    if (last.index_id == index.id && start <= last.end && end >= last.start) {
+      if (start < last.start) last.start = std::string(start);
+      if (end > last.end) last.end = std::string(end);
+      return;
+    }
+  }
   read_set_.Add(ReadRange{.index_id = index.id,
                           .table = index.table->name,
                           .index = index.name,
-                          .start = std::string(start.substr(index.prefix.size())),
-                          .end = std::string(end.substr(index.prefix.size()))});
+                          .start = std::string(start),
+                          .end = std::string(end)});
 }
 
 // ---- reads ----
 
-absl::StatusOr<Document> TransactionState::DecodeStored(std::string_view bytes) {
+absl::StatusOr<Document> TransactionState::DecodeStored(std::string_view bytes,
+                                                        const TableInfo& table) {
   if (absl::Status s = CountRead(bytes.size()); !s.ok()) return s;
   absl::StatusOr<Object> fields = DecodeDocument(bytes);
   if (!fields.ok()) return fields.status();
-  const Value& id_value = (*fields)[std::string(kIdField)];
-  absl::StatusOr<DocumentId> id =
-      DocumentId::Parse(id_value.is_string() ? id_value.as_string() : "");
-  if (!id.ok()) return absl::DataLossError("stored document has no valid _id");
-  return Document(*std::move(id), *std::move(fields));
+  auto id = fields->find(kIdField);
+  if (id == fields->end() || !id->second.is_string()) {
+    return absl::DataLossError(
+        absl::StrFormat("table \"%s\": a stored document has no _id", table.name));
+  }
+  return Document(DocumentIdAccess::FromStored(id->second.as_string(), table.number),
+                  *std::move(fields));
 }
 
-absl::StatusOr<std::optional<Document>> TransactionState::LoadDocument(std::string_view by_id_key) {
+absl::StatusOr<std::optional<Document>> TransactionState::LoadDocument(std::string_view by_id_key,
+                                                                       const TableInfo& table) {
   if (auto it = written_.find(AbslView(by_id_key)); it != written_.end()) {
     if (absl::Status s = CountRead(0); !s.ok()) return s;
     return it->second;
@@ -150,7 +172,7 @@ absl::StatusOr<std::optional<Document>> TransactionState::LoadDocument(std::stri
   absl::StatusOr<std::optional<std::string_view>> bytes = txn_.Get(StoreDb::kData, by_id_key);
   if (!bytes.ok()) return bytes.status();
   if (!bytes->has_value()) return std::nullopt;
-  return DecodeStored(**bytes);
+  return DecodeStored(**bytes, table);
 }
 
 absl::StatusOr<Document> TransactionState::EntryDocument(const IndexInfo& index,
@@ -159,10 +181,10 @@ absl::StatusOr<Document> TransactionState::EntryDocument(const IndexInfo& index,
   absl::StatusOr<std::optional<Document>> document;
   if (index.primary) {
     auto it = written_.find(AbslView(key));
-    if (it == written_.end()) return DecodeStored(value);
+    if (it == written_.end()) return DecodeStored(value, *index.table);
     document = it->second;
   } else {
-    document = LoadDocument(index.table->by_id->prefix + std::string(value));
+    document = LoadDocument(index.table->by_id->prefix + std::string(value), *index.table);
   }
   if (!document.ok()) return document.status();
   if (!document->has_value()) {
@@ -173,16 +195,20 @@ absl::StatusOr<Document> TransactionState::EntryDocument(const IndexInfo& index,
 }
 
 absl::StatusOr<std::optional<Document>> TransactionState::Get(const DocumentId& id) {
+  if (absl::Status s = CountReadCall(); !s.ok()) return s;
+  return Fetch(id);
+}
+
+absl::StatusOr<std::optional<Document>> TransactionState::Fetch(const DocumentId& id) {
   const TableInfo* table = catalog_.FindTableByNumber(id.table_number());
   if (table == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrFormat("id \"%s\" belongs to table number %d, which is not in the schema",
                         id.text(), id.table_number()));
   }
-  if (absl::Status s = CountRange(); !s.ok()) return s;
   const std::string key = table->by_id->prefix + IdSuffix(id);
   Record(*table->by_id, key, KeySuccessor(key));
-  return LoadDocument(key);
+  return LoadDocument(key, *table);
 }
 
 absl::Status TransactionState::Scan(const IndexInfo& index, std::string_view lo,
@@ -190,7 +216,13 @@ absl::Status TransactionState::Scan(const IndexInfo& index, std::string_view lo,
                                     std::string* last_key, bool* exhausted) {
   if (exhausted != nullptr) *exhausted = true;
   if (lo >= hi) return absl::OkStatus();
-  if (absl::Status s = CountRange(); !s.ok()) return s;
+  // The visitor runs user code (a Filter); a write from there would move the overlay under
+  // the cursor, so writes are refused until the scan ends.
+  ++scanning_;
+  struct EndScan {
+    int& scanning;
+    ~EndScan() { --scanning; }
+  } end_scan{scanning_};
   const bool forward = order == SortOrder::kAsc;
   absl::StatusOr<StoreCursor> cursor = txn_.OpenCursor(StoreDb::kData);
   if (!cursor.ok()) return cursor.status();
@@ -322,6 +354,7 @@ absl::StatusOr<TransactionState::KeyRange> TransactionState::Resolve(const Query
 absl::StatusOr<std::vector<Document>> TransactionState::Run(const QuerySpec& spec, size_t limit) {
   absl::StatusOr<KeyRange> range = Resolve(spec);
   if (!range.ok()) return range.status();
+  if (absl::Status s = CountReadCall(); !s.ok()) return s;
   std::vector<Document> results;
   std::string last_key;
   absl::Status status = Scan(
@@ -391,7 +424,8 @@ absl::StatusOr<PaginationResult> TransactionState::Paginate(const QuerySpec& spe
 
 absl::StatusOr<std::pair<const TableInfo*, Document>> TransactionState::GetExisting(
     const DocumentId& id) {
-  absl::StatusOr<std::optional<Document>> document = Get(id);
+  if (absl::Status s = CheckNotScanning(); !s.ok()) return s;
+  absl::StatusOr<std::optional<Document>> document = Fetch(id);
   if (!document.ok()) return document.status();
   const TableInfo* table = catalog_.FindTableByNumber(id.table_number());
   if (!document->has_value()) {
@@ -402,6 +436,7 @@ absl::StatusOr<std::pair<const TableInfo*, Document>> TransactionState::GetExist
 }
 
 absl::StatusOr<DocumentId> TransactionState::Insert(std::string_view table_name, Object fields) {
+  if (absl::Status s = CheckNotScanning(); !s.ok()) return s;
   const TableInfo* table = catalog_.FindTable(table_name);
   if (table == nullptr) {
     return absl::InvalidArgumentError(
@@ -511,7 +546,7 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
       if (absl::Status s = index->CheckKeySize(next_keys.back(), *next); !s.ok()) return s;
     }
     for (const IndexInfo* index : table.indexes) {
-      if (!index->unique || index->primary) continue;
+      if (!index->ConstrainsUnique(*next)) continue;
       // Unchanged unique fields cannot newly collide.
       if (old != nullptr && index->KeyPrefixFor(*old, index->declared_fields) ==
                                 index->KeyPrefixFor(*next, index->declared_fields)) {

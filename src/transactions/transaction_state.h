@@ -75,8 +75,9 @@ class TransactionState {
   // The document of an index entry (decoding a `by_id` value, or following a secondary entry).
   absl::StatusOr<Document> EntryDocument(const IndexInfo& index, std::string_view key,
                                          std::string_view value);
-  absl::StatusOr<std::optional<Document>> LoadDocument(std::string_view by_id_key);
-  absl::StatusOr<Document> DecodeStored(std::string_view bytes);
+  absl::StatusOr<std::optional<Document>> LoadDocument(std::string_view by_id_key,
+                                                       const TableInfo& table);
+  absl::StatusOr<Document> DecodeStored(std::string_view bytes, const TableInfo& table);
   // Looks up the table of `id` and its current document (recording the read).
   absl::StatusOr<std::pair<const TableInfo*, Document>> GetExisting(const DocumentId& id);
   // Validates `next` (when present) and buffers the change from `old` to `next`.
@@ -85,7 +86,12 @@ class TransactionState {
   absl::Status CheckUnique(const IndexInfo& index, const Object& document,
                            std::string_view id_suffix);
   absl::Status CountRead(size_t bytes);
-  absl::Status CountRange();
+  // Counts one user-level read (Get or query) against max_read_ranges; the engine's own probes
+  // (unique checks, the read behind Patch) do not count, as in Convex.
+  absl::Status CountReadCall();
+  absl::Status CheckNotScanning() const;
+  // Get without counting: also the read behind Patch, Replace and Delete.
+  absl::StatusOr<std::optional<Document>> Fetch(const DocumentId& id);
   void Record(const IndexInfo& index, std::string_view start, std::string_view end);
 
   const Catalog& catalog_;
@@ -99,6 +105,8 @@ class TransactionState {
   absl::btree_map<std::string, std::optional<std::string>> overlay_;
   // `by_id` storage key -> the document as written (nullopt: deleted).
   absl::flat_hash_map<std::string, std::optional<Document>> written_;
+  size_t read_calls_ = 0;
+  int scanning_ = 0;  // scans in progress (their visitors run user code)
   size_t documents_read_ = 0;
   size_t bytes_read_ = 0;
   size_t documents_written_ = 0;
