@@ -69,7 +69,7 @@ double NextCreationTime() {
 // Iterates the overlay entries of [lo, hi) forwards or backwards.
 class OverlayCursor {
  public:
-  using Map = absl::btree_map<std::string, std::optional<std::string>>;
+  using Map = absl::btree_map<std::string, PendingEntry>;
   OverlayCursor(const Map& map, std::string_view lo, std::string_view hi, bool forward)
       : forward_(forward),
         first_(map.lower_bound(AbslView(lo))),
@@ -251,8 +251,8 @@ absl::Status TransactionState::Scan(const IndexInfo& index, std::string_view lo,
       value = cursor->value();
     } else {
       key = overlay.entry().first;
-      present = overlay.entry().second.has_value();
-      if (present) value = *overlay.entry().second;
+      present = overlay.entry().second.value.has_value();
+      if (present) value = *overlay.entry().second.value;
     }
     bool go_on = true;
     if (present) {
@@ -556,18 +556,29 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
     }
   }
 
-  // Every check passed: buffer the change. Old keys go first so that a key the new version
-  // keeps is put back. Unchanged secondary keys stay in the overlay as puts: the write set must
-  // name them, since the document they point at changed.
+  // Every check passed: buffer the change. A secondary key the new version keeps is named in
+  // the write set (the document it points at changed) but needs no storage write, unless this
+  // transaction already changed it.
   ++documents_written_;
   bytes_written_ += encoded.size();
   const std::string by_id_key = table.by_id->prefix + id_suffix;
+  std::vector<bool> kept(table.indexes.size(), false);
   if (old != nullptr) {
-    for (const IndexInfo* index : table.indexes) overlay_[index->KeyFor(*old)] = std::nullopt;
+    for (size_t i = 0; i < table.indexes.size(); ++i) {
+      std::string old_key = table.indexes[i]->KeyFor(*old);
+      if (next.has_value() && !table.indexes[i]->primary && old_key == next_keys[i]) {
+        kept[i] = true;
+        overlay_.try_emplace(std::move(old_key), PendingEntry{id_suffix, /*stored=*/true});
+      } else {
+        overlay_[std::move(old_key)] = PendingEntry{};
+      }
+    }
   }
   if (next.has_value()) {
     for (size_t i = 0; i < table.indexes.size(); ++i) {
-      overlay_[std::move(next_keys[i])] = table.indexes[i]->primary ? encoded : id_suffix;
+      if (kept[i]) continue;
+      overlay_[std::move(next_keys[i])] =
+          PendingEntry{table.indexes[i]->primary ? std::move(encoded) : id_suffix};
     }
     written_[by_id_key] = Document(id, *std::move(next));
   } else {
@@ -577,9 +588,10 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
 }
 
 absl::Status TransactionState::ApplyWrites() {
-  for (const auto& [key, value] : overlay_) {
-    absl::Status status = value.has_value() ? txn_.Put(StoreDb::kData, key, *value)
-                                            : txn_.Delete(StoreDb::kData, key);
+  for (const auto& [key, entry] : overlay_) {
+    if (entry.stored) continue;
+    absl::Status status = entry.value.has_value() ? txn_.Put(StoreDb::kData, key, *entry.value)
+                                                  : txn_.Delete(StoreDb::kData, key);
     if (!status.ok()) return status;
   }
   return absl::OkStatus();

@@ -23,6 +23,14 @@
 
 namespace stagedb::internal {
 
+// A storage key's state after the transaction's writes: its value, or deleted (nullopt).
+// `stored`: storage already holds exactly this entry (a kept secondary key of a changed
+// document), so committing writes nothing for it; it is here for the write set.
+struct PendingEntry {
+  std::optional<std::string> value;
+  bool stored = false;
+};
+
 class TransactionState {
  public:
   // `txn` is the storage snapshot (a write transaction when `writable`); `cursor_secret` keys
@@ -101,8 +109,7 @@ class TransactionState {
   const std::string_view cursor_secret_;
   Transaction transaction_;
   ReadSet read_set_;
-  // Storage key -> value to put, or nullopt to delete.
-  absl::btree_map<std::string, std::optional<std::string>> overlay_;
+  absl::btree_map<std::string, PendingEntry> overlay_;
   // `by_id` storage key -> the document as written (nullopt: deleted).
   absl::flat_hash_map<std::string, std::optional<Document>> written_;
   size_t read_calls_ = 0;
