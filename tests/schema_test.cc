@@ -776,3 +776,46 @@ TEST_CASE("an index path must be able to exist in the table's documents", "[sche
     CHECK(db.ok());
   }
 }
+
+TEST_CASE("a migration walks a large table in batches: backfill and duplicates past the first",
+          "[schema]") {
+  TempDir dir;
+  const std::string path = dir.Sub("db");
+  const std::string before = R"({"tables": {"docs": {"fields": {
+      "n": "int64", "code": "string", "payload": "string"}}}})";
+  const size_t count = 3000;  // about 7.5 MB of documents: several migration batches
+  {
+    auto db = OpenDb(path, before);
+    for (size_t start = 0; start < count; start += 1000) {
+      REQUIRE_OK(db->Mutate([&](Transaction& tx) -> absl::Status {
+        for (size_t i = start; i < start + 1000; ++i) {
+          // The last document repeats the first's code.
+          const std::string code = i == count - 1 ? "c0" : "c" + std::to_string(i);
+          absl::Status s = tx.Insert("docs", {{"n", Value(count - i)},
+                                              {"code", code},
+                                              {"payload", std::string(2500, 'p')}})
+                               .status();
+          if (!s.ok()) return s;
+        }
+        return absl::OkStatus();
+      }));
+    }
+  }
+  const std::string with_index = R"({"tables": {"docs": {"fields": {
+      "n": "int64", "code": "string", "payload": "string"},
+      "indexes": [{"name": "by_n", "fields": ["n"]}]}}})";
+  {
+    auto db = OpenDb(path, with_index);
+    absl::StatusOr<std::vector<Document>> docs =
+        db->Query([](Reader& r) { return r.Table("docs").WithIndex("by_n").Collect(); });
+    REQUIRE_OK(docs);
+    REQUIRE(docs->size() == count);
+    for (size_t i = 0; i < count; ++i) CHECK((*docs)[i]["n"].as_int64() == int64_t(i + 1));
+  }
+  const std::string with_unique = R"({"tables": {"docs": {"fields": {
+      "n": "int64", "code": "string", "payload": "string"},
+      "indexes": [{"name": "by_n", "fields": ["n"]},
+                  {"name": "by_code", "fields": ["code"], "unique": true}]}}})";
+  CHECK_ERROR(Database::Open({.path = path, .schema_json = with_unique}),
+              absl::StatusCode::kFailedPrecondition, "by_code", "1 duplicate", "\"c0\"");
+}

@@ -44,18 +44,50 @@ absl::Status WriteCommitTimestamp(StoreTxn& txn, Timestamp ts) {
   return txn.Put(StoreDb::kMeta, kCommitTimestampKey, bytes);
 }
 
-// Calls `fn` for every entry of [prefix, PrefixEnd(prefix)) with its key and value.
+// Calls `fn` for every entry of [prefix, PrefixEnd(prefix)) with its key and value, in key
+// order. Entries are copied out in batches of bounded size, so `fn` may write to `txn` (which
+// would invalidate views into LMDB's pages) and memory stays bounded however large the range.
 absl::Status ForEachEntry(StoreTxn& txn, const std::string& prefix,
                           absl::FunctionRef<absl::Status(std::string_view, std::string_view)> fn) {
-  absl::StatusOr<StoreCursor> cursor = txn.OpenCursor(StoreDb::kData);
-  if (!cursor.ok()) return cursor.status();
+  constexpr size_t kBatchBytes = size_t{4} << 20;
   const std::string end = PrefixEnd(prefix);
-  for (absl::StatusOr<bool> found = cursor->SeekAtOrAfter(prefix);; found = cursor->Next()) {
-    if (!found.ok()) return found.status();
-    if (!*found || cursor->key() >= end) return absl::OkStatus();
-    if (absl::Status s = fn(cursor->key(), cursor->value()); !s.ok()) return s;
+  std::string resume = prefix;
+  std::vector<std::pair<std::string, std::string>> batch;
+  for (;;) {
+    batch.clear();
+    size_t batch_bytes = 0;
+    bool done = false;
+    {
+      absl::StatusOr<StoreCursor> cursor = txn.OpenCursor(StoreDb::kData);
+      if (!cursor.ok()) return cursor.status();
+      for (absl::StatusOr<bool> found = cursor->SeekAtOrAfter(resume);; found = cursor->Next()) {
+        if (!found.ok()) return found.status();
+        if (!*found || cursor->key() >= end) {
+          done = true;
+          break;
+        }
+        batch.emplace_back(cursor->key(), cursor->value());
+        batch_bytes += cursor->key().size() + cursor->value().size();
+        if (batch_bytes >= kBatchBytes) break;
+      }
+    }
+    for (const auto& [key, value] : batch) {
+      if (absl::Status s = fn(key, value); !s.ok()) return s;
+    }
+    if (done || batch.empty()) return absl::OkStatus();
+    resume = KeySuccessor(batch.back().first);
   }
 }
+
+// Problems of one kind (a field, an index) found in many documents: counted, with the first as
+// the example, so a refusal stays short however many documents share a problem.
+struct Tally {
+  size_t count = 0;
+  std::string example;
+  void Add(absl::FunctionRef<std::string()> describe) {
+    if (count++ == 0) example = describe();
+  }
+};
 
 // Applies the change from `old` (null for a new database) to `next` inside `txn`: checks that
 // stored documents satisfy changed tables, backfills new indexes and drops removed ones. Every
@@ -94,57 +126,56 @@ absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
     }
     if (!fields_changed && new_indexes.empty()) continue;
 
-    // One pass over the table: validate each document, and collect its new index entries.
-    struct FieldProblem {
-      size_t count = 0;
-      std::string example;
-    };
-    std::map<std::string, FieldProblem> field_problems;
-    std::vector<std::pair<std::string, std::string>> entries;
-    // The unique part of each new unique index's keys seen so far: a repeat is a duplicate.
-    absl::flat_hash_set<std::string> unique_prefixes;
-    struct DuplicateProblem {
-      size_t count = 0;
-      std::string example;
-    };
-    std::map<std::string, DuplicateProblem> duplicates;
+    // One pass over the table: validate each document and write its new index entries
+    // (undone with the transaction if a problem refuses the change).
+    std::map<std::string, Tally> field_problems;  // by field path
+    std::map<std::string, Tally> duplicates;      // by index name
+    std::map<std::string, Tally> oversized_keys;  // by index name
     absl::Status s =
         ForEachEntry(txn, table.by_id->prefix, [&](std::string_view key, std::string_view bytes) {
           absl::StatusOr<Object> document = DecodeDocument(bytes);
           if (!document.ok()) return document.status();
+          const std::string& id_text = (*document)["_id"].as_string();
           if (fields_changed) {
             std::vector<Violation> violations;
             table.def->document.CheckDocument(*document, table_number, &violations);
             for (const Violation& violation : violations) {
-              FieldProblem& problem = field_problems[violation.path];
-              if (problem.count++ == 0) {
-                problem.example = absl::StrFormat(
-                    "document \"%s\": %s", (*document)["_id"].as_string(), violation.message);
-              }
+              field_problems[violation.path].Add([&] {
+                return absl::StrFormat("document \"%s\": %s", id_text, violation.message);
+              });
             }
           }
           const std::string id_suffix(key.substr(table.by_id->prefix.size()));
           for (const IndexInfo* index : new_indexes) {
-            if (index->ConstrainsUnique(*document) &&
-                !unique_prefixes.insert(index->KeyPrefixFor(*document, index->declared_fields))
-                     .second) {
-              DuplicateProblem& duplicate = duplicates[index->name];
-              if (duplicate.count++ == 0) {
-                std::vector<std::string> values;
-                for (size_t f = 0; f < index->declared_fields; ++f) {
-                  values.push_back(absl::StrFormat(
-                      "%s = %s", index->key_fields[f],
-                      DebugString(ValueAtPath(*document, index->key_paths[f]), 60)));
-                }
-                duplicate.example = absl::StrJoin(values, ", ");
-              }
-            }
             std::string index_key = index->KeyFor(*document);
             if (absl::Status size = index->CheckKeySize(index_key, *document); !size.ok()) {
-              problems.push_back(std::string(size.message()));
+              oversized_keys[index->name].Add([&] { return std::string(size.message()); });
               continue;
             }
-            entries.emplace_back(std::move(index_key), id_suffix);
+            if (index->ConstrainsUnique(*document)) {
+              // Entries written so far are in the store: a neighbour with the same unique part
+              // is a duplicate.
+              const std::string unique_prefix =
+                  index->KeyPrefixFor(*document, index->declared_fields);
+              absl::StatusOr<StoreCursor> cursor = txn.OpenCursor(StoreDb::kData);
+              if (!cursor.ok()) return cursor.status();
+              absl::StatusOr<bool> found = cursor->SeekAtOrAfter(unique_prefix);
+              if (!found.ok()) return found.status();
+              if (*found && cursor->key() < PrefixEnd(unique_prefix)) {
+                duplicates[index->name].Add([&] {
+                  std::vector<std::string> values;
+                  for (size_t f = 0; f < index->declared_fields; ++f) {
+                    values.push_back(absl::StrFormat(
+                        "%s = %s", index->key_fields[f],
+                        DebugString(ValueAtPath(*document, index->key_paths[f]), 60)));
+                  }
+                  return absl::StrJoin(values, ", ");
+                });
+              }
+            }
+            if (absl::Status put = txn.Put(StoreDb::kData, index_key, id_suffix); !put.ok()) {
+              return put;
+            }
           }
           return absl::OkStatus();
         });
@@ -155,16 +186,14 @@ absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
           "documents with %s",
           table.name, index_name, duplicate.count, duplicate.example));
     }
-    for (const auto& [path, problem] : field_problems) {
+    for (const auto& [index_name, oversized] : oversized_keys) {
       problems.push_back(
-          absl::StrFormat("table \"%s\" field \"%s\": %d document(s) violate "
-                          "the new schema, e.g. %s",
-                          table.name, path, problem.count, problem.example));
+          absl::StrFormat("%s (%d document(s) in all)", oversized.example, oversized.count));
     }
-    // Backfill (undone with the transaction if a problem refuses the change).
-    std::sort(entries.begin(), entries.end());
-    for (const auto& [key, value] : entries) {
-      if (absl::Status put = txn.Put(StoreDb::kData, key, value); !put.ok()) return put;
+    for (const auto& [path, problem] : field_problems) {
+      problems.push_back(absl::StrFormat(
+          "table \"%s\" field \"%s\": %d document(s) violate the new schema, e.g. %s", table.name,
+          path, problem.count, problem.example));
     }
   }
   if (!problems.empty()) {
@@ -175,15 +204,10 @@ absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
   // Drop the entries of indexes (and tables) that are gone or changed.
   for (uint32_t id : old_index_ids) {
     if (next_index_ids.contains(id)) continue;
-    std::vector<std::string> keys;
     absl::Status s = ForEachEntry(txn, IndexPrefix(id), [&](std::string_view key, auto) {
-      keys.emplace_back(key);
-      return absl::OkStatus();
+      return txn.Delete(StoreDb::kData, key);
     });
     if (!s.ok()) return s;
-    for (const std::string& key : keys) {
-      if (absl::Status d = txn.Delete(StoreDb::kData, key); !d.ok()) return d;
-    }
   }
   return absl::OkStatus();
 }
