@@ -24,25 +24,7 @@ namespace {
 
 constexpr std::string_view kSchemaKey = "schema";
 constexpr std::string_view kCatalogKey = "catalog";
-constexpr std::string_view kCommitTimestampKey = "commit_ts";
 constexpr std::string_view kCursorSecretKey = "cursor_secret";
-
-absl::StatusOr<Timestamp> ReadCommitTimestamp(StoreTxn& txn) {
-  absl::StatusOr<std::optional<std::string_view>> bytes =
-      txn.Get(StoreDb::kMeta, kCommitTimestampKey);
-  if (!bytes.ok()) return bytes.status();
-  if (!bytes->has_value()) return 0;
-  if ((*bytes)->size() != 8) return absl::DataLossError("commit timestamp is corrupt");
-  Timestamp ts = 0;
-  for (unsigned char c : **bytes) ts = (ts << 8) | c;
-  return ts;
-}
-
-absl::Status WriteCommitTimestamp(StoreTxn& txn, Timestamp ts) {
-  std::string bytes(8, '\0');
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(ts >> (56 - 8 * i));
-  return txn.Put(StoreDb::kMeta, kCommitTimestampKey, bytes);
-}
 
 // Calls `fn` for every entry of [prefix, PrefixEnd(prefix)) with its key and value, in key
 // order. Entries are copied out in batches of bounded size, so `fn` may write to `txn` (which
@@ -357,7 +339,7 @@ absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)>
   Timestamp committed = 0;
   absl::Status status = internal::RunWriteTransaction(
       *impl_->store, [&](internal::StoreTxn& txn) -> absl::StatusOr<bool> {
-        absl::StatusOr<Timestamp> ts = internal::ReadCommitTimestamp(txn);
+        absl::StatusOr<Timestamp> ts = txn.CommitTimestamp();
         if (!ts.ok()) return ts.status();
         internal::TransactionState state(*impl_->catalog, txn, impl_->options.limits, *ts,
                                          impl_->cursor_secret);
@@ -369,7 +351,7 @@ absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)>
         if (!state.has_writes()) return false;  // read-only: nothing to commit
         committed = *ts + 1;
         if (absl::Status s = state.ApplyWrites(); !s.ok()) return s;
-        if (absl::Status s = internal::WriteCommitTimestamp(txn, committed); !s.ok()) return s;
+        if (absl::Status s = txn.SetCommitTimestamp(committed); !s.ok()) return s;
         return true;
       });
   if (status.ok() && commit_timestamp != nullptr) *commit_timestamp = committed;
@@ -387,9 +369,8 @@ absl::Status Database::RunQuery(absl::FunctionRef<absl::Status(Reader&)> fn) {
   }
   absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl_->store->BeginRead();
   if (!txn.ok()) return txn.status();
-  absl::StatusOr<Timestamp> ts = internal::ReadCommitTimestamp(**txn);
-  if (!ts.ok()) return ts.status();
-  internal::TransactionState state(*impl_->catalog, **txn, impl_->options.limits, *ts,
+  // The snapshot's timestamp is read only if the query asks for it.
+  internal::TransactionState state(*impl_->catalog, **txn, impl_->options.limits, std::nullopt,
                                    impl_->cursor_secret);
   return internal::CallGuarded([&] { return fn(state.reader()); });
 }
@@ -397,7 +378,7 @@ absl::Status Database::RunQuery(absl::FunctionRef<absl::Status(Reader&)> fn) {
 Timestamp Database::LastCommitTimestamp() const {
   absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl_->store->BeginRead();
   if (!txn.ok()) return 0;
-  return internal::ReadCommitTimestamp(**txn).value_or(0);
+  return (*txn)->CommitTimestamp().value_or(0);
 }
 
 std::string Database::SchemaJson() const { return impl_->catalog->schema().ToJsonText(); }

@@ -165,6 +165,24 @@ absl::Status StoreTxn::Commit() {
   return rc == 0 ? absl::OkStatus() : LmdbError(rc, "commit");
 }
 
+constexpr std::string_view kCommitTimestampKey = "commit_ts";
+
+absl::StatusOr<uint64_t> StoreTxn::CommitTimestamp() {
+  absl::StatusOr<std::optional<std::string_view>> bytes = Get(StoreDb::kMeta, kCommitTimestampKey);
+  if (!bytes.ok()) return bytes.status();
+  if (!bytes->has_value()) return 0;
+  if ((*bytes)->size() != 8) return absl::DataLossError("the commit timestamp is corrupt");
+  uint64_t timestamp = 0;
+  for (unsigned char c : **bytes) timestamp = (timestamp << 8) | c;
+  return timestamp;
+}
+
+absl::Status StoreTxn::SetCommitTimestamp(uint64_t timestamp) {
+  char bytes[8];
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(timestamp >> (56 - 8 * i));
+  return Put(StoreDb::kMeta, kCommitTimestampKey, std::string_view(bytes, 8));
+}
+
 // ---- LmdbStore ----
 
 absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& path,

@@ -78,6 +78,10 @@ class StoreTxn {
   absl::StatusOr<StoreCursor> OpenCursor(StoreDb db);
   absl::Status Commit();
 
+  // The timestamp of the last commit (0 for a new database), kept in kMeta.
+  absl::StatusOr<uint64_t> CommitTimestamp();
+  absl::Status SetCommitTimestamp(uint64_t timestamp);
+
  private:
   friend class LmdbStore;
   StoreTxn(LmdbStore* store, MDB_txn* txn, bool writable, bool holds_resize_lock);

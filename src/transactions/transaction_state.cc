@@ -88,7 +88,8 @@ class OverlayCursor {
 }  // namespace
 
 TransactionState::TransactionState(const Catalog& catalog, StoreTxn& txn,
-                                   const TransactionLimits& limits, Timestamp timestamp,
+                                   const TransactionLimits& limits,
+                                   std::optional<Timestamp> timestamp,
                                    std::string_view cursor_secret)
     : catalog_(catalog),
       txn_(txn),
@@ -96,6 +97,13 @@ TransactionState::TransactionState(const Catalog& catalog, StoreTxn& txn,
       timestamp_(timestamp),
       cursor_secret_(cursor_secret),
       transaction_(this) {}
+
+Timestamp TransactionState::timestamp() const {
+  // A snapshot's meta record cannot fail to read short of corruption, which the next data read
+  // reports; 0 stands in.
+  if (!timestamp_.has_value()) timestamp_ = txn_.CommitTimestamp().value_or(0);
+  return *timestamp_;
+}
 
 // ---- accounting ----
 

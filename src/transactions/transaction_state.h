@@ -33,14 +33,15 @@ struct PendingEntry {
 
 class TransactionState {
  public:
-  // `txn` is the storage snapshot (a write transaction when `writable`); `cursor_secret` keys
+  // `txn` is the storage snapshot (a write transaction for a mutation); `timestamp` its commit
+  // timestamp, read from `txn` when first asked for if not given; `cursor_secret` keys
   // pagination cursors. All must outlive this object.
   TransactionState(const Catalog& catalog, StoreTxn& txn, const TransactionLimits& limits,
-                   Timestamp timestamp, std::string_view cursor_secret);
+                   std::optional<Timestamp> timestamp, std::string_view cursor_secret);
 
   Reader& reader() { return transaction_; }
   Transaction& transaction() { return transaction_; }
-  Timestamp timestamp() const { return timestamp_; }
+  Timestamp timestamp() const;
   const ReadSet& read_set() const { return read_set_; }
 
   // ---- reads ----
@@ -105,7 +106,7 @@ class TransactionState {
   const Catalog& catalog_;
   StoreTxn& txn_;
   const TransactionLimits& limits_;
-  const Timestamp timestamp_;
+  mutable std::optional<Timestamp> timestamp_;
   const std::string_view cursor_secret_;
   Transaction transaction_;
   ReadSet read_set_;
