@@ -144,15 +144,7 @@ absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
               absl::StatusOr<bool> found = cursor->SeekAtOrAfter(unique_prefix);
               if (!found.ok()) return found.status();
               if (*found && cursor->key() < PrefixEnd(unique_prefix)) {
-                duplicates[index->name].Add([&] {
-                  std::vector<std::string> values;
-                  for (size_t f = 0; f < index->declared_fields; ++f) {
-                    values.push_back(absl::StrFormat(
-                        "%s = %s", index->key_fields[f],
-                        DebugString(ValueAtPath(*document, index->key_paths[f]), 60)));
-                  }
-                  return absl::StrJoin(values, ", ");
-                });
+                duplicates[index->name].Add([&] { return index->DescribeValues(*document); });
               }
             }
             if (absl::Status put = txn.Put(StoreDb::kData, index_key, id_suffix); !put.ok()) {

@@ -58,6 +58,15 @@ std::string IndexInfo::KeyPrefixFor(const Object& document, size_t n) const {
   return key;
 }
 
+std::string IndexInfo::DescribeValues(const Object& document) const {
+  std::vector<std::string> values;
+  for (size_t i = 0; i < declared_fields; ++i) {
+    values.push_back(absl::StrFormat("%s = %s", key_fields[i],
+                                     DebugString(ValueAtPath(document, key_paths[i]), 60)));
+  }
+  return absl::StrJoin(values, ", ");
+}
+
 bool IndexInfo::ConstrainsUnique(const Object& document) const {
   if (!unique || primary) return false;
   for (size_t i = 0; i < declared_fields; ++i) {
@@ -68,17 +77,11 @@ bool IndexInfo::ConstrainsUnique(const Object& document) const {
 
 absl::Status IndexInfo::CheckKeySize(std::string_view key, const Object& document) const {
   if (key.size() <= kMaxKeyBytes) return absl::OkStatus();
-  std::vector<std::string> values;
-  for (size_t i = 0; i < declared_fields; ++i) {
-    values.push_back(absl::StrFormat("%s = %s (%d bytes encoded)", key_fields[i],
-                                     DebugString(ValueAtPath(document, key_paths[i]), 40),
-                                     EncodeKey(ValueAtPath(document, key_paths[i])).size()));
-  }
   return absl::InvalidArgumentError(absl::StrFormat(
       "table \"%s\": index \"%s\": the key of document %s is %d bytes, over the limit of %d "
       "bytes for an index key; shorten the indexed values: %s",
       table->name, name, DebugString(ValueAtPath(document, key_paths.back())), key.size(),
-      kMaxKeyBytes, absl::StrJoin(values, ", ")));
+      kMaxKeyBytes, DescribeValues(document)));
 }
 
 std::string IndexInfo::KeyFor(const Object& document) const {

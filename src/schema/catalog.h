@@ -38,6 +38,8 @@ struct IndexInfo {
   std::string KeyFor(const Object& document) const;
   // The storage key prefix of the first `n` key fields of `document` (the unique part).
   std::string KeyPrefixFor(const Object& document, size_t n) const;
+  // The document's values of the declared fields, for messages: `email = "a@x", org = "o1"`.
+  std::string DescribeValues(const Object& document) const;
   // Whether a unique index constrains `document`: not when one of its declared fields is
   // missing (undefined), as SQL exempts NULL, so an optional field can have a unique index.
   bool ConstrainsUnique(const Object& document) const;

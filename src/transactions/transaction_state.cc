@@ -267,7 +267,7 @@ absl::Status TransactionState::Scan(const IndexInfo& index, std::string_view lo,
       last_key->assign(key);
       absl::StatusOr<Document> document = EntryDocument(index, key, value);
       if (!document.ok()) return document.status();
-      absl::StatusOr<bool> visited = visit(key, *std::move(document));
+      absl::StatusOr<bool> visited = visit(*std::move(document));
       if (!visited.ok()) return visited.status();
       go_on = *visited;
     }
@@ -367,7 +367,7 @@ absl::StatusOr<std::vector<Document>> TransactionState::Run(const QuerySpec& spe
   std::string last_key;
   absl::Status status = Scan(
       *range->index, range->lo, range->hi, spec.order,
-      [&](std::string_view, Document document) -> absl::StatusOr<bool> {
+      [&](Document document) -> absl::StatusOr<bool> {
         if (!spec.filter || spec.filter(document)) results.push_back(std::move(document));
         return limit == 0 || results.size() < limit;
       },
@@ -416,7 +416,7 @@ absl::StatusOr<PaginationResult> TransactionState::Paginate(const QuerySpec& spe
   std::string last_key;
   absl::Status status = Scan(
       *range->index, range->lo, range->hi, spec.order,
-      [&](std::string_view, Document document) -> absl::StatusOr<bool> {
+      [&](Document document) -> absl::StatusOr<bool> {
         if (!spec.filter || spec.filter(document)) result.page.push_back(std::move(document));
         return result.page.size() < options.num_items;
       },
@@ -499,7 +499,7 @@ absl::Status TransactionState::CheckUnique(const IndexInfo& index, const Object&
   std::string last_key;
   absl::Status status = Scan(
       index, prefix, PrefixEnd(prefix), SortOrder::kAsc,
-      [&](std::string_view, Document other) -> absl::StatusOr<bool> {
+      [&](Document other) -> absl::StatusOr<bool> {
         if (IdSuffix(other.id()) == id_suffix) return true;
         conflicting = other.id().text();
         return false;
@@ -507,14 +507,9 @@ absl::Status TransactionState::CheckUnique(const IndexInfo& index, const Object&
       &last_key);
   if (!status.ok()) return status;
   if (conflicting.empty()) return absl::OkStatus();
-  std::vector<std::string> values;
-  for (size_t i = 0; i < index.declared_fields; ++i) {
-    values.push_back(absl::StrFormat("%s = %s", index.key_fields[i],
-                                     DebugString(ValueAtPath(document, index.key_paths[i]), 60)));
-  }
   return absl::AlreadyExistsError(
       absl::StrFormat("unique index %s already has a document with %s (document \"%s\")",
-                      IndexName(index), absl::StrJoin(values, ", "), conflicting));
+                      IndexName(index), index.DescribeValues(document), conflicting));
 }
 
 absl::Status TransactionState::WriteDocument(const TableInfo& table, const DocumentId& id,

@@ -68,9 +68,9 @@ class TransactionState {
     std::string lo;
     std::string hi;
   };
-  // Called per entry in scan order with the entry's storage key and document; returns whether
+  // Called per entry in scan order with the entry's document; returns whether
   // to go on.
-  using Visitor = absl::FunctionRef<absl::StatusOr<bool>(std::string_view key, Document document)>;
+  using Visitor = absl::FunctionRef<absl::StatusOr<bool>(Document document)>;
 
   absl::StatusOr<KeyRange> Resolve(const QuerySpec& spec) const;
   // Walks [lo, hi) of `index` over the snapshot merged with the overlay, in `order`, until
