@@ -766,3 +766,46 @@ TEST_CASE("unique indexes skip documents missing a unique field; many inserts fi
   CHECK(Value(count).is_int64());
   CHECK(Value(count).as_int64() == 5000);
 }
+
+TEST_CASE("documents read can be written back; undefined fields are left out", "[crud]") {
+  TempDir dir;
+  auto db = OpenDb(dir.Sub("db"));
+  const DocumentId id = MustInsert(*db, "items", Item("a", 1));
+  REQUIRE_OK(db->Mutate([&](Transaction& tx) -> absl::Status {
+    absl::StatusOr<std::optional<Document>> doc = tx.Get(id);
+    if (!doc.ok()) return doc.status();
+    Object fields = (*doc)->fields();  // with _id and _creationTime
+    fields["qty"] = Value(2);
+    if (absl::Status s = tx.Replace(id, fields); !s.ok()) return s;
+    return tx.Patch(id, (*doc)->fields());  // back to qty 1
+  }));
+  CHECK(All(*db, "items")[0]["qty"] == Value(1));
+  // Another document's system values are refused, naming the field.
+  const DocumentId other = MustInsert(*db, "items", Item("b", 2));
+  CHECK_ERROR(db->Mutate([&](Transaction& tx) {
+    return tx.Patch(id, {{"_id", Value(other)}});
+  }),
+              absl::StatusCode::kInvalidArgument, "\"_id\"", "system field", "cannot be changed");
+  CHECK_ERROR(db->Mutate([&](Transaction& tx) {
+    return tx.Insert("items", {{"name", "c"}, {"qty", 3}, {"_creationTime", 5.0}}).status();
+  }),
+              absl::StatusCode::kInvalidArgument, "\"_creationTime\"", "system field");
+  // Undefined on Insert and Replace means "no such field", as a Patch removes it.
+  absl::StatusOr<DocumentId> with_undefined = db->Mutate([&](Transaction& tx) {
+    return tx.Insert("items", {{"name", "d"}, {"qty", 4}, {"tag", stagedb::Undefined{}}});
+  });
+  REQUIRE_OK(with_undefined);
+  REQUIRE_OK(db->Mutate([&](Transaction& tx) {
+    return tx.Replace(*with_undefined, {{"name", "d"}, {"qty", 5}, {"note", stagedb::Undefined{}}});
+  }));
+  absl::StatusOr<std::optional<Document>> stored =
+      db->Query([&](Reader& r) { return r.Get(*with_undefined); });
+  REQUIRE_OK(stored);
+  CHECK((*stored)->fields().size() == 4);  // _id, _creationTime, name, qty
+  CHECK((**stored)["qty"] == Value(5));
+  // A dotted name gets a hint.
+  CHECK_ERROR(db->Mutate([&](Transaction& tx) {
+    return tx.Patch(id, {{"meta.x", "y"}});
+  }),
+              absl::StatusCode::kInvalidArgument, "meta.x", "whole top-level field");
+}

@@ -648,15 +648,20 @@ TEST_CASE("a schema change whose backfill needs a bigger map grows it", "[limits
   CHECK(docs->size() == kDocs);
 }
 
-TEST_CASE("invalid map options are refused naming the option", "[limits][map]") {
+TEST_CASE("map options: a zero start and an empty path are refused; a small maximum caps the start",
+          "[limits][map]") {
   TempDir dir;
-  CHECK_ERROR(Database::Open({.path = dir.Sub("db"),
-                              .schema_json = kSchema,
-                              .initial_map_size = size_t{4} << 20,
-                              .max_map_size = size_t{2} << 20}),
-              absl::StatusCode::kInvalidArgument, "max_map_size", "initial_map_size");
+  CHECK_ERROR(
+      Database::Open({.path = dir.Sub("db"), .schema_json = kSchema, .initial_map_size = 0}),
+      absl::StatusCode::kInvalidArgument, "initial_map_size");
   CHECK_ERROR(Database::Open({.path = "", .schema_json = kSchema}),
               absl::StatusCode::kInvalidArgument, "path");
+  {
+    // Only a maximum below the default start (16 MiB): the map starts at the maximum.
+    auto small = OpenDb(Options{.path = dir.Sub("small"), .max_map_size = size_t{2} << 20});
+    CHECK(small->MapSize() == size_t{2} << 20);
+    REQUIRE_OK(InsertOne(*small, Item("ok")));
+  }
   // Nothing was left open: the path opens normally afterwards.
   auto db = OpenDb(dir.Sub("db"));
   REQUIRE_OK(InsertOne(*db, Item("ok")));

@@ -819,3 +819,34 @@ TEST_CASE("a migration walks a large table in batches: backfill and duplicates p
   CHECK_ERROR(Database::Open({.path = path, .schema_json = with_unique}),
               absl::StatusCode::kFailedPrecondition, "by_code", "1 duplicate", "\"c0\"");
 }
+
+TEST_CASE("misspelt schema members and misplaced optional are refused", "[schema]") {
+  TempDir dir;
+  auto open = [&](const std::string& schema) {
+    return Database::Open({.path = dir.Sub("db"), .schema_json = schema});
+  };
+  CHECK_ERROR(open(R"({"tables": {"t": {"fields": {"a": "string"},
+                  "index": [{"name": "x", "fields": ["a"]}]}}})"),
+              absl::StatusCode::kInvalidArgument, "table \"t\"", "unknown member \"index\"");
+  CHECK_ERROR(open(R"({"tables": {"t": {"fields": {"a": "string"},
+                  "indexes": [{"name": "x", "fields": ["a"], "uniqe": true}]}}})"),
+              absl::StatusCode::kInvalidArgument, "index \"x\"", "unknown member \"uniqe\"");
+  CHECK_ERROR(open(R"({"tables": {"t": {"fields": {"a": "string"}}}, "extra": 1})"),
+              absl::StatusCode::kInvalidArgument, "unknown member \"extra\"");
+  CHECK_ERROR(open(R"({"tables": {"t": {"fields": {"a": {"type": "string", "of": "int64"}}}}})"),
+              absl::StatusCode::kInvalidArgument, "t.a", "unknown member \"of\"");
+  CHECK_ERROR(open(R"({"tables": {"t": {"fields": {"a": {"type": "array",
+                  "items": {"type": "optional", "of": "string"}}}}}})"),
+              absl::StatusCode::kInvalidArgument, "t.a", "optional");
+  CHECK_ERROR(open(R"({"tables": {"t": {"fields": {"a": {"type": "union",
+                  "of": [{"type": "optional", "of": "string"}, "null"]}}}}})"),
+              absl::StatusCode::kInvalidArgument, "t.a", "optional");
+  CHECK_ERROR(open(R"({"tables": {"t": {"fields": {"a": {"type": "optional",
+                  "of": {"type": "optional", "of": "string"}}}}}})"),
+              absl::StatusCode::kInvalidArgument, "t.a", "optional");
+  // Optional as a nested object's field is where it belongs.
+  absl::StatusOr<std::unique_ptr<Database>> db =
+      open(R"({"tables": {"t": {"fields": {"a": {"type": "object",
+                  "fields": {"b": {"type": "optional", "of": "string"}}}}}}})");
+  CHECK(db.ok());
+}

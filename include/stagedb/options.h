@@ -28,8 +28,9 @@ struct Options {
   // file in `schema_json`. With neither, the schema stored in the database is used as it is.
   std::string schema_dir;
   std::string schema_json;
-  // The LMDB map starts at `initial_map_size` and doubles when full, up to `max_map_size`;
-  // past that a write fails with ResourceExhausted and the database stays as it was.
+  // The LMDB map starts at `initial_map_size` (at most `max_map_size`) and doubles when full, up
+  // to `max_map_size`; past that a write fails with ResourceExhausted naming the option, and the
+  // database stays as it was.
   size_t initial_map_size = size_t{16} << 20;
   size_t max_map_size = size_t{64} << 30;
   TransactionLimits limits;

@@ -23,10 +23,14 @@ class Transaction : public Reader {
  public:
   // Inserts a document (user fields only; `_id` and `_creationTime` are assigned) and returns
   // its id. Unique indexes are checked here: a duplicate is AlreadyExists naming index and value.
+  // A field given Undefined{} is left out (as in Convex).
   absl::StatusOr<DocumentId> Insert(std::string_view table, Object fields);
-  // Shallow merge: each given field is set; a field given Undefined{} is removed.
+  // Shallow merge of top-level fields: each given field is set; a field given Undefined{} is
+  // removed.
   absl::Status Patch(const DocumentId& id, Object fields);
-  // Replaces all user fields; system fields stay.
+  // Replaces all user fields (Undefined{} ones left out); system fields stay.
+  // Patch and Replace accept `_id` and `_creationTime` when they hold the document's own values,
+  // so a document read can be written back; other values are InvalidArgument.
   absl::Status Replace(const DocumentId& id, Object fields);
   // Deletes the document; NotFound when it does not exist.
   absl::Status Delete(const DocumentId& id);

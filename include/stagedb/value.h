@@ -69,6 +69,7 @@ class Value {
   Value(std::nullptr_t) : rep_(nullptr) {}
   Value(Undefined) : rep_(Undefined{}) {}
   Value(bool b) : rep_(b) {}
+  Value(char) = delete;  // 'x' would silently be int64 120: write "x"
   Value(int i) : rep_(int64_t{i}) {}
   Value(long i) : rep_(int64_t{i}) {}
   Value(long long i) : rep_(static_cast<int64_t>(i)) {}

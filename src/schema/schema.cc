@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace stagedb::internal {
@@ -13,6 +14,19 @@ namespace {
 
 absl::Status SchemaError(const std::string& source, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrFormat("schema %s: %s", source, what));
+}
+
+// Refuses members other than `allowed` in a JSON object of the schema file: a misspelt one
+// ("index", "uniqe") would otherwise drop what it meant without a word.
+absl::Status CheckMembers(const nlohmann::json& json, std::initializer_list<const char*> allowed,
+                          const std::string& source, const std::string& where) {
+  for (const auto& [member, unused] : json.items()) {
+    if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return member == a; })) {
+      return SchemaError(source, absl::StrFormat("%s: unknown member \"%s\" (allowed: %s)", where,
+                                                 member, absl::StrJoin(allowed, ", ")));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // Whether documents of `document` (the table's validator) can have a value at the dotted
@@ -60,6 +74,9 @@ absl::StatusOr<IndexDef> ParseIndex(const nlohmann::json& json, const std::strin
   IndexDef index;
   index.name = json["name"].get<std::string>();
   const std::string where = absl::StrFormat("table \"%s\" index \"%s\"", table, index.name);
+  if (absl::Status s = CheckMembers(json, {"name", "fields", "unique"}, source, where); !s.ok()) {
+    return s;
+  }
   if (!IsIdentifier(index.name)) {
     return SchemaError(source, where + ": the name is not an identifier");
   }
@@ -106,6 +123,7 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
   if (!json.is_object() || !json.contains("tables") || !json["tables"].is_object()) {
     return SchemaError(source, "a schema file is {\"tables\": {\"<table>\": {...}}}");
   }
+  if (absl::Status s = CheckMembers(json, {"tables"}, source, "the file"); !s.ok()) return s;
   Schema schema;
   for (const auto& [name, table_json] : json["tables"].items()) {
     if (!IsIdentifier(name) || name[0] == '_') {
@@ -116,6 +134,11 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
     }
     if (!table_json.is_object() || !table_json.contains("fields")) {
       return SchemaError(source, absl::StrFormat("table \"%s\" needs \"fields\"", name));
+    }
+    if (absl::Status s = CheckMembers(table_json, {"fields", "indexes"}, source,
+                                      absl::StrFormat("table \"%s\"", name));
+        !s.ok()) {
+      return s;
     }
     TableDef table;
     table.name = name;

@@ -1,5 +1,6 @@
 #include "schema/validator.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_format.h"
@@ -42,6 +43,17 @@ absl::StatusOr<const nlohmann::json*> Member(const nlohmann::json& json, const c
   return &*it;
 }
 
+// The members a validator object of `type` may have.
+std::vector<const char*> MembersOf(std::string_view type) {
+  if (type == "id") return {"type", "table"};
+  if (type == "literal") return {"type", "value"};
+  if (type == "optional" || type == "union") return {"type", "of"};
+  if (type == "array") return {"type", "items"};
+  if (type == "record") return {"type", "keys", "values"};
+  if (type == "object") return {"type", "fields"};
+  return {"type"};
+}
+
 }  // namespace
 
 Validator Validator::ObjectOf(std::map<std::string, Validator> fields) {
@@ -51,8 +63,8 @@ Validator Validator::ObjectOf(std::map<std::string, Validator> fields) {
   return v;
 }
 
-absl::StatusOr<Validator> Validator::FromJson(const nlohmann::json& json,
-                                              const std::string& where) {
+absl::StatusOr<Validator> Validator::FromJson(const nlohmann::json& json, const std::string& where,
+                                              bool object_field) {
   Validator v;
   std::string type;
   if (json.is_string()) {
@@ -62,6 +74,18 @@ absl::StatusOr<Validator> Validator::FromJson(const nlohmann::json& json,
   } else {
     return SchemaError(where, "a validator is a type name or an object with a \"type\"");
   }
+  // A misspelt member would otherwise be ignored silently, and with it what it meant.
+  if (json.is_object()) {
+    const std::vector<const char*> allowed = MembersOf(type);
+    for (const auto& [member, unused] : json.items()) {
+      if (std::none_of(allowed.begin(), allowed.end(),
+                       [&](const char* a) { return member == a; })) {
+        return SchemaError(where, absl::StrFormat("unknown member \"%s\" in a \"%s\" validator "
+                                                  "(it takes: %s)",
+                                                  member, type, absl::StrJoin(allowed, ", ")));
+      }
+    }
+  }
   for (const SimpleKind& simple : kSimpleKinds) {
     if (type == simple.name) {
       v.kind_ = simple.kind;
@@ -70,6 +94,11 @@ absl::StatusOr<Validator> Validator::FromJson(const nlohmann::json& json,
   }
   if (!json.is_object()) {
     return SchemaError(where, absl::StrFormat("unknown type \"%s\"", type));
+  }
+  if (type == "optional" && !object_field) {
+    return SchemaError(where,
+                       "\"optional\" may only be the validator of an object field (the "
+                       "field may be missing)");
   }
   auto child = [&](const char* member, const std::string& child_where) -> absl::Status {
     absl::StatusOr<const nlohmann::json*> node = Member(json, member, where);
@@ -128,7 +157,7 @@ absl::StatusOr<Validator> Validator::FromJson(const nlohmann::json& json,
       if (name.empty() || name[0] == '$') {
         return SchemaError(field_where, "field names are non-empty and do not start with '$'");
       }
-      absl::StatusOr<Validator> parsed = FromJson(field_json, field_where);
+      absl::StatusOr<Validator> parsed = FromJson(field_json, field_where, /*object_field=*/true);
       if (!parsed.ok()) return parsed.status();
       v.fields_.emplace(name, *std::move(parsed));
     }

@@ -192,11 +192,8 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& pa
   if (initial_map_size == 0) {
     return absl::InvalidArgumentError("Options::initial_map_size must be above 0");
   }
-  if (max_map_size < initial_map_size) {
-    return absl::InvalidArgumentError(absl::StrCat("Options::max_map_size (", max_map_size,
-                                                   ") is below initial_map_size (",
-                                                   initial_map_size, ")"));
-  }
+  // A maximum below the default start is a small database, not an error.
+  initial_map_size = std::min(initial_map_size, max_map_size);
   if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot create database directory \"", path, "\": ", strerror(errno)));

@@ -32,23 +32,42 @@ absl::Status LimitError(std::string_view what, size_t amount, size_t limit,
                       amount, limit, option));
 }
 
-// Checks the user fields given to Insert, Patch or Replace: names are identifiers not starting
-// with '_' (the system fields are not the caller's), values are storable. Undefined (remove the
-// field) is allowed only in a patch.
-absl::Status CheckUserFields(const TableInfo& table, const Object& fields, bool patch) {
-  for (const auto& [name, value] : fields) {
+// Checks the fields given to Insert, Patch or Replace and drops what is not to be written:
+// names are identifiers; values are storable. Undefined means "no such field" (as in Convex): an
+// Insert or Replace drops it, a Patch removes the field. The system fields may be given to Patch
+// and Replace only with the document's own values (so a document read can be written back).
+absl::Status CheckUserFields(const TableInfo& table, Object& fields, const Object* existing) {
+  for (auto it = fields.begin(); it != fields.end();) {
+    const auto& [name, value] = *it;
+    if (name == kIdField || name == kCreationTimeField) {
+      if (existing != nullptr && existing->at(name) == value) {
+        it = fields.erase(it);
+        continue;
+      }
+      return absl::InvalidArgumentError(
+          absl::StrFormat("table \"%s\": field \"%s\" is a system field: %s", table.name, name,
+                          existing != nullptr ? "it cannot be changed" : "the database sets it"));
+    }
     if (!IsIdentifier(name) || name[0] == '_') {
       return absl::InvalidArgumentError(absl::StrFormat(
           "table \"%s\": field name \"%s\" is not allowed: top-level field names are identifiers "
-          "of at most 64 characters, and only the system fields _id and _creationTime start "
-          "with '_'",
-          table.name, name));
+          "of at most 64 characters not starting with '_'%s",
+          table.name, name,
+          name.find('.') != std::string::npos
+              ? "; to change a nested field, write its whole top-level field"
+              : ""));
     }
-    if (patch && value.is_undefined()) continue;
-    if (absl::Status s = ValidateStoredValue(value, name, 2); !s.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("table \"%s\": %s", table.name, s.message()));
+    if (value.is_undefined() && existing == nullptr) {
+      it = fields.erase(it);
+      continue;
     }
+    if (!value.is_undefined()) {
+      if (absl::Status s = ValidateStoredValue(value, name, 2); !s.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("table \"%s\": %s", table.name, s.message()));
+      }
+    }
+    ++it;
   }
   return absl::OkStatus();
 }
@@ -450,7 +469,7 @@ absl::StatusOr<DocumentId> TransactionState::Insert(std::string_view table_name,
     return absl::InvalidArgumentError(
         absl::StrFormat("unknown table \"%s\": it is not in the schema", table_name));
   }
-  if (absl::Status s = CheckUserFields(*table, fields, /*patch=*/false); !s.ok()) return s;
+  if (absl::Status s = CheckUserFields(*table, fields, nullptr); !s.ok()) return s;
   const DocumentId id = DocumentId::Generate(table->number);
   fields[std::string(kIdField)] = Value(id.text());
   fields[std::string(kCreationTimeField)] = Value(NextCreationTime());
@@ -462,7 +481,7 @@ absl::Status TransactionState::Patch(const DocumentId& id, Object fields) {
   absl::StatusOr<std::pair<const TableInfo*, Document>> existing = GetExisting(id);
   if (!existing.ok()) return existing.status();
   const auto& [table, old] = *existing;
-  if (absl::Status s = CheckUserFields(*table, fields, /*patch=*/true); !s.ok()) return s;
+  if (absl::Status s = CheckUserFields(*table, fields, &old.fields()); !s.ok()) return s;
   Object next = old.fields();
   for (auto& [name, value] : fields) {
     if (value.is_undefined()) {
@@ -478,7 +497,8 @@ absl::Status TransactionState::Replace(const DocumentId& id, Object fields) {
   absl::StatusOr<std::pair<const TableInfo*, Document>> existing = GetExisting(id);
   if (!existing.ok()) return existing.status();
   const auto& [table, old] = *existing;
-  if (absl::Status s = CheckUserFields(*table, fields, /*patch=*/false); !s.ok()) return s;
+  if (absl::Status s = CheckUserFields(*table, fields, &old.fields()); !s.ok()) return s;
+  std::erase_if(fields, [](const auto& field) { return field.second.is_undefined(); });
   for (std::string_view system : {kIdField, kCreationTimeField}) {
     fields[std::string(system)] = old[system];
   }
