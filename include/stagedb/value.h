@@ -2,7 +2,8 @@
 //
 // A Value is one of null, int64, float64, boolean, string (valid UTF-8), bytes, array or object.
 // A ninth state, undefined, means "no value": it is what a missing field reads as, what sorts
-// first in an index, and the marker that removes a field in Transaction::Patch. It is never stored.
+// first in an index, and the marker that removes a field in Transaction::Patch (Insert and
+// Replace leave such a field out). It is never stored.
 //
 // Total order across types (as Convex sorts them):
 //   undefined < null < int64 < float64 < boolean < string < bytes < array < object
@@ -139,6 +140,8 @@ std::string DebugString(const Value& value, size_t max_len = 120);
 //   bytes:   {"$bytes": "<standard base64>"};
 //   arrays and objects: as JSON. Object keys starting with '$' are reserved for these forms.
 // On input a plain JSON number is float64 (as in Convex); int64 needs the $integer form.
+// Undefined has no JSON form: ValueToJson writes the bare word `undefined` (for messages), which
+// ValueFromJson refuses.
 absl::StatusOr<Value> ValueFromJson(std::string_view json);
 std::string ValueToJson(const Value& value);
 
