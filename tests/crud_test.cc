@@ -153,7 +153,7 @@ TEST_CASE("Patch sets, overwrites and removes fields", "[crud]") {
   Document after = *GetDoc(*db, id);
   CHECK(after.Get("qty") == Value::Int64(2));
   CHECK(after.Get("tag").is_undefined());
-  CHECK(after.fields().count("tag") == 0);
+  CHECK(!after.fields().contains("tag"));
   CHECK(after.Get("note") == Value("keep"));
   CHECK(after.Get("name") == Value("a"));
   CHECK(after.Get("_id") == before.Get("_id"));

@@ -466,9 +466,9 @@ TEST_CASE("The document codec keeps float bits", "[document_codec]") {
   internal::EncodeDocument(fields, &bytes);
   absl::StatusOr<Object> back = internal::DecodeDocument(bytes);
   REQUIRE(back.ok());
-  CHECK(Bits(back->at("n").as_float64()) == Bits(weird_nan));
-  CHECK(Bits(back->at("z").as_float64()) == Bits(-0.0));
-  CHECK(back->at("d").as_float64() == 5e-324);
+  CHECK(Bits((*back)["n"].as_float64()) == Bits(weird_nan));
+  CHECK(Bits((*back)["z"].as_float64()) == Bits(-0.0));
+  CHECK((*back)["d"].as_float64() == 5e-324);
 }
 
 TEST_CASE("The document codec refuses unknown versions and corrupt input", "[document_codec]") {

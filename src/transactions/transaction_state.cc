@@ -40,7 +40,7 @@ absl::Status CheckUserFields(const TableInfo& table, Object& fields, const Objec
   for (auto it = fields.begin(); it != fields.end();) {
     const auto& [name, value] = *it;
     if (name == kIdField || name == kCreationTimeField) {
-      if (existing != nullptr && existing->at(name) == value) {
+      if (existing != nullptr && existing->find(name)->second == value) {
         it = fields.erase(it);
         continue;
       }
@@ -498,7 +498,9 @@ absl::Status TransactionState::Replace(const DocumentId& id, Object fields) {
   if (!existing.ok()) return existing.status();
   const auto& [table, old] = *existing;
   if (absl::Status s = CheckUserFields(*table, fields, &old.fields()); !s.ok()) return s;
-  std::erase_if(fields, [](const auto& field) { return field.second.is_undefined(); });
+  for (auto it = fields.begin(); it != fields.end();) {
+    it = it->second.is_undefined() ? fields.erase(it) : std::next(it);
+  }
   for (std::string_view system : {kIdField, kCreationTimeField}) {
     fields[std::string(system)] = old[system];
   }

@@ -181,16 +181,17 @@ class DocumentReader {
         uint64_t size;
         if (absl::Status status = ReadCount(&size); !status.ok()) return status;
         Object object;
+        object.reserve(size);
         for (uint64_t i = 0; i < size; ++i) {
           std::string name;
           if (absl::Status status = ReadBytes(&name); !status.ok()) return status;
           // The writer emits fields in the map's (strictly ascending) order.
-          if (!object.empty() && !(object.rbegin()->first < name)) {
+          if (!object.empty() && !(std::prev(object.end())->first < name)) {
             return absl::DataLossError("corrupt document: field names out of order");
           }
           Value field_value;
           if (absl::Status status = Read(depth + 1, &field_value); !status.ok()) return status;
-          object.emplace_hint(object.end(), std::move(name), std::move(field_value));
+          object.emplace(std::move(name), std::move(field_value));
         }
         *value = Value(std::move(object));
         return absl::OkStatus();

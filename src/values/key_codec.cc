@@ -143,12 +143,12 @@ class KeyDecoder {
           std::string name;
           if (!ReadEscaped(&name)) return false;
           // Encoded objects list their fields in strictly ascending name order.
-          if (!object.empty() && !(object.rbegin()->first < name)) {
+          if (!object.empty() && !(std::prev(object.end())->first < name)) {
             return Fail("object field names out of order", name_pos);
           }
           Value field_value;
           if (!DecodeValue(depth + 1, &field_value)) return false;
-          object.emplace_hint(object.end(), std::move(name), std::move(field_value));
+          object.emplace(std::move(name), std::move(field_value));
         }
         *value = Value(std::move(object));
         return true;
