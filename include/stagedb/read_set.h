@@ -28,7 +28,6 @@ class ReadSet {
   size_t size() const { return ranges_.size(); }
   void Add(ReadRange range) { ranges_.push_back(std::move(range)); }
   ReadRange& last() { return ranges_.back(); }
-  void Clear() { ranges_.clear(); }
   // Every range, decoded, one per line: `table.index [start, end)`.
   std::string DebugString() const;
 

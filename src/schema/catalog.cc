@@ -133,7 +133,6 @@ std::unique_ptr<Catalog> Catalog::Build(Schema schema, const nlohmann::json& sto
       if (index.id == 0) index.id = catalog->next_index_id_++;
       index.prefix = IndexPrefix(index.id);
       table.indexes.push_back(&index);
-      catalog->indexes_by_id_[index.id] = &index;
       return &index;
     };
     const std::string id_field(kIdField);
@@ -183,11 +182,6 @@ const IndexInfo* Catalog::FindIndex(const TableInfo& table, std::string_view nam
     if (index->name == name) return index;
   }
   return nullptr;
-}
-
-const IndexInfo* Catalog::FindIndexById(uint32_t id) const {
-  auto it = indexes_by_id_.find(id);
-  return it == indexes_by_id_.end() ? nullptr : it->second;
 }
 
 uint32_t Catalog::TableNumber(std::string_view name) const {

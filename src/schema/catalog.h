@@ -69,7 +69,6 @@ class Catalog {
   const TableInfo* FindTable(std::string_view name) const;
   const TableInfo* FindTableByNumber(uint32_t number) const;
   const IndexInfo* FindIndex(const TableInfo& table, std::string_view name) const;
-  const IndexInfo* FindIndexById(uint32_t id) const;
   // The number of a table, 0 when unknown (for id(table) validation).
   uint32_t TableNumber(std::string_view name) const;
 
@@ -81,7 +80,6 @@ class Catalog {
   std::deque<IndexInfo> indexes_;
   absl::flat_hash_map<std::string, const TableInfo*> tables_by_name_;
   absl::flat_hash_map<uint32_t, const TableInfo*> tables_by_number_;
-  absl::flat_hash_map<uint32_t, const IndexInfo*> indexes_by_id_;
   uint32_t next_table_number_ = 1;
   uint32_t next_index_id_ = 1;
 };

@@ -56,13 +56,6 @@ std::vector<const char*> MembersOf(std::string_view type) {
 
 }  // namespace
 
-Validator Validator::ObjectOf(std::map<std::string, Validator> fields) {
-  Validator v;
-  v.kind_ = Kind::kObject;
-  v.fields_ = std::move(fields);
-  return v;
-}
-
 absl::StatusOr<Validator> Validator::FromJson(const nlohmann::json& json, const std::string& where,
                                               bool object_field) {
   Validator v;

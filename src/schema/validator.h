@@ -48,8 +48,6 @@ class Validator {
   // `object_field`: the validator of an object's field, the one place "optional" may stand.
   static absl::StatusOr<Validator> FromJson(const nlohmann::json& json, const std::string& where,
                                             bool object_field = false);
-  // A validator accepting objects with exactly these fields.
-  static Validator ObjectOf(std::map<std::string, Validator> fields);
   nlohmann::json ToJson() const;
 
   Kind kind() const { return kind_; }

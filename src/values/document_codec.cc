@@ -278,7 +278,7 @@ absl::StatusOr<Object> DecodeDocument(std::string_view bytes) {
     if (absl::Status status = reader.Read(/*depth=*/1, &root); !status.ok()) return status;
     if (!root.is_object()) {
       return absl::DataLossError(absl::StrCat("corrupt document: the root is ",
-                                              AsAbsl(TypeName(root.type())), ", not an object"));
+                                              AbslView(TypeName(root.type())), ", not an object"));
     }
     if (source.remaining() != 0) {
       return absl::DataLossError(

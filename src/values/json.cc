@@ -234,7 +234,8 @@ class ValueBuilder {
         message.remove_prefix(end + 2);
       }
     }
-    status_ = absl::InvalidArgumentError(absl::StrCat("invalid JSON: ", internal::AsAbsl(message)));
+    status_ =
+        absl::InvalidArgumentError(absl::StrCat("invalid JSON: ", internal::AbslView(message)));
     return false;
   }
 
@@ -302,9 +303,9 @@ class ValueBuilder {
       const auto& [key, value] = *object.begin();
       if (key == kIntegerKey || key == kBytesKey || key == kFloatKey) {
         if (!value.is_string()) {
-          return absl::InvalidArgumentError(absl::StrCat("the value of \"", key,
-                                                         "\" must be a string, not ",
-                                                         internal::AsAbsl(TypeName(value.type()))));
+          return absl::InvalidArgumentError(
+              absl::StrCat("the value of \"", key, "\" must be a string, not ",
+                           internal::AbslView(TypeName(value.type()))));
         }
         return SpecialFormToValue(key, value.as_string());
       }

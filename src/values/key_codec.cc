@@ -186,7 +186,7 @@ class KeyDecoder {
   bool Fail(std::string_view reason) { return Fail(reason, pos_); }
   bool Fail(std::string_view reason, size_t pos) {
     status_ = absl::InvalidArgumentError(
-        absl::StrCat("malformed key at byte ", pos, ": ", internal::AsAbsl(reason)));
+        absl::StrCat("malformed key at byte ", pos, ": ", internal::AbslView(reason)));
     return false;
   }
 

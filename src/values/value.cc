@@ -48,12 +48,12 @@ int CompareObjects(const Object& a, const Object& b) {
 
 std::string FieldPath(std::string_view parent, std::string_view name) {
   return parent.empty() ? std::string(name)
-                        : absl::StrCat(internal::AsAbsl(parent), ".", internal::AsAbsl(name));
+                        : absl::StrCat(internal::AbslView(parent), ".", internal::AbslView(name));
 }
 
 // `field "<path>": ` or nothing at the top level.
 std::string PathPrefix(std::string_view path) {
-  return path.empty() ? std::string() : absl::StrCat("field \"", internal::AsAbsl(path), "\": ");
+  return path.empty() ? std::string() : absl::StrCat("field \"", internal::AbslView(path), "\": ");
 }
 
 absl::Status ValidateFieldName(std::string_view name, std::string_view path) {
@@ -71,7 +71,7 @@ absl::Status ValidateFieldName(std::string_view name, std::string_view path) {
   }
   if (name.front() == '$') {
     return absl::InvalidArgumentError(absl::StrCat(PathPrefix(path), "field name \"",
-                                                   internal::AsAbsl(name), "\" starts with '$'"));
+                                                   internal::AbslView(name), "\" starts with '$'"));
   }
   return absl::OkStatus();
 }
@@ -163,7 +163,7 @@ absl::Status ValidateStoredValue(const Value& value, std::string_view path, int 
       return absl::InvalidArgumentError(
           path.empty() ? std::string("undefined is not a storable value")
                        : absl::StrCat("undefined is not a storable value (field \"",
-                                      internal::AsAbsl(path), "\")"));
+                                      internal::AbslView(path), "\")"));
     case Type::kString:
       if (!internal::IsValidUtf8(value.as_string())) {
         return absl::InvalidArgumentError(
@@ -183,7 +183,7 @@ absl::Status ValidateStoredValue(const Value& value, std::string_view path, int 
       }
       for (size_t i = 0; i < array.size(); ++i) {
         absl::Status status = ValidateStoredValue(
-            array[i], absl::StrCat(internal::AsAbsl(path), "[", i, "]"), depth + 1);
+            array[i], absl::StrCat(internal::AbslView(path), "[", i, "]"), depth + 1);
         if (!status.ok()) return status;
       }
       return absl::OkStatus();

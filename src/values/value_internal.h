@@ -10,16 +10,10 @@
 #include <string>
 #include <string_view>
 
-#include "absl/strings/string_view.h"
 #include "stagedb/value.h"
+#include "util/absl_view.h"
 
 namespace stagedb::internal {
-
-// Debian's Abseil is built with its own absl::string_view (ABSL_OPTION_USE_STD_STRING_VIEW 0),
-// which does not convert from std::string_view; this bridges the two for absl::StrCat and friends.
-inline absl::string_view AsAbsl(std::string_view s) {
-  return absl::string_view(s.data(), s.size());
-}
 
 // Decoders of untrusted bytes (keys, stored documents, JSON text) refuse values nested deeper than
 // this, so that corrupt or hostile input cannot overflow the stack of the recursive decoders.
