@@ -8,14 +8,10 @@
 #include "stagedb/document.h"
 #include "stagedb/key_codec.h"
 #include "storage/lmdb_store.h"
+#include "values/value_internal.h"
 
 namespace stagedb::internal {
 namespace {
-
-const Value& Undefined() {
-  static const Value undefined = stagedb::Undefined{};
-  return undefined;
-}
 
 nlohmann::json IndexJson(const IndexInfo& index) {
   return {{"id", index.id}, {"fields", index.key_fields}, {"unique", index.unique}};
@@ -27,9 +23,9 @@ const Value& ValueAtPath(const Object& document, const std::vector<std::string>&
   const Object* object = &document;
   for (size_t i = 0;; ++i) {
     auto it = object->find(path[i]);
-    if (it == object->end()) return Undefined();
+    if (it == object->end()) return UndefinedValue();
     if (i + 1 == path.size()) return it->second;
-    if (!it->second.is_object()) return Undefined();
+    if (!it->second.is_object()) return UndefinedValue();
     object = &it->second.as_object();
   }
 }

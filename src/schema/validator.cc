@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "stagedb/id.h"
+#include "values/value_internal.h"
 
 namespace stagedb::internal {
 namespace {
@@ -322,11 +323,10 @@ void Validator::Check(const Value& value, const std::string& path, const TableNu
 
 void Validator::CheckObject(const Object& object, const std::string& path,
                             const TableNumberLookup& tables, std::vector<Violation>* out) const {
-  static const Value missing = Undefined{};
   for (const auto& [name, field] : fields_) {
     auto it = object.find(name);
-    field.Check(it == object.end() ? missing : it->second, path.empty() ? name : path + "." + name,
-                tables, out);
+    field.Check(it == object.end() ? UndefinedValue() : it->second,
+                path.empty() ? name : path + "." + name, tables, out);
   }
   for (const auto& [name, field_value] : object) {
     // At the top level, `_id` and `_creationTime` are the system fields.

@@ -4,16 +4,9 @@
 #include <string_view>
 
 #include "stagedb/value.h"
+#include "values/value_internal.h"
 
 namespace stagedb {
-namespace {
-
-const Value& UndefinedValue() {
-  static const Value* const kUndefinedValue = new Value(Undefined{});
-  return *kUndefinedValue;
-}
-
-}  // namespace
 
 double Document::creation_time() const {
   const auto it = fields_.find(kCreationTimeField);
@@ -31,9 +24,9 @@ const Value& Document::Get(std::string_view path) const {
   for (;;) {
     const size_t dot = path.find('.');
     const auto it = object->find(path.substr(0, dot));
-    if (it == object->end()) return UndefinedValue();
+    if (it == object->end()) return internal::UndefinedValue();
     if (dot == std::string_view::npos) return it->second;
-    if (!it->second.is_object()) return UndefinedValue();
+    if (!it->second.is_object()) return internal::UndefinedValue();
     object = &it->second.as_object();
     path.remove_prefix(dot + 1);
   }

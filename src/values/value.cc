@@ -102,14 +102,18 @@ std::string_view TypeName(Type type) {
   return "unknown";
 }
 
-const Value& Value::operator[](std::string_view field) const {
+const Value& internal::UndefinedValue() {
   // A function-local static: safe to use from other static initializers and never destroyed
   // while still referenced.
   static const Value* const kUndefinedValue = new Value(Undefined{});
-  if (!is_object()) return *kUndefinedValue;
+  return *kUndefinedValue;
+}
+
+const Value& Value::operator[](std::string_view field) const {
+  if (!is_object()) return internal::UndefinedValue();
   const Object& object = as_object();
   const auto it = object.find(field);
-  return it == object.end() ? *kUndefinedValue : it->second;
+  return it == object.end() ? internal::UndefinedValue() : it->second;
 }
 
 int Compare(const Value& a, const Value& b) {

@@ -15,6 +15,9 @@
 
 namespace stagedb::internal {
 
+// The one undefined Value, for lookups that return a reference to "missing".
+const Value& UndefinedValue();
+
 // Decoders of untrusted bytes (keys, stored documents, JSON text) refuse values nested deeper than
 // this, so that corrupt or hostile input cannot overflow the stack of the recursive decoders.
 // Storable values are at most kMaxNestingDepth deep, so this leaves ample room.
