@@ -13,17 +13,21 @@
 #ifndef STAGEDB_DATABASE_H_
 #define STAGEDB_DATABASE_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "stagedb/options.h"
 #include "stagedb/reader.h"
+#include "stagedb/subscription.h"
 #include "stagedb/transaction.h"
 
 namespace stagedb {
@@ -34,6 +38,20 @@ template <typename T>
 struct IsStatusOr : std::false_type {};
 template <typename T>
 struct IsStatusOr<absl::StatusOr<T>> : std::true_type {};
+
+// A subscribed query's result as a Value: documents become objects (a list an array, a missing
+// document null).
+inline Value ToResultValue(Value value) { return value; }
+inline Value ToResultValue(const Document& document) { return document.ToValue(); }
+inline Value ToResultValue(const std::optional<Document>& document) {
+  return document ? document->ToValue() : Value(nullptr);
+}
+inline Value ToResultValue(const std::vector<Document>& documents) {
+  Array array;
+  array.reserve(documents.size());
+  for (const Document& document : documents) array.push_back(document.ToValue());
+  return Value(std::move(array));
+}
 }  // namespace internal
 
 class Database {
@@ -62,6 +80,33 @@ class Database {
   template <typename Fn>
   auto Query(Fn&& fn) -> std::invoke_result_t<Fn&, Reader&>;
 
+  // Subscribes to `query(Reader&)`, which returns absl::StatusOr of a std::vector<Document>,
+  // a std::optional<Document>, a Document or a Value, and may read anything (several queries,
+  // gets). It runs now, on the calling thread; its result is delivered to `callback` as the
+  // first update (with every document `added`), and every change after that as a further update
+  // (see subscription.h). A query that fails is still subscribed: its error is delivered, and it
+  // re-runs when what it read changes. The function is copied and re-run on the notifier thread,
+  // so it must be safe to call there and free of side effects. Fails only when the storage does.
+  template <typename Fn>
+  absl::StatusOr<Subscription> Subscribe(Fn query, const UpdateSlot& callback);
+
+  // Read your writes: waits until every subscription that a commit at or before `timestamp`
+  // affected has been delivered a result at or after it (or found it unchanged), and every
+  // subscription made before the call has had its first update delivered. With
+  // Delivery::kManual the calling thread delivers pending updates itself while it waits.
+  // DeadlineExceeded after `timeout`; FailedPrecondition when called from a callback.
+  absl::Status WaitForDelivery(Timestamp timestamp,
+                               absl::Duration timeout = absl::InfiniteDuration());
+
+  // Delivery::kManual: runs the callbacks of every update queued so far, on the calling thread,
+  // and returns how many updates were delivered. Does nothing with Delivery::kNotifierThread.
+  size_t DeliverPending();
+  // Delivery::kManual: a file descriptor that is readable while updates are queued (for poll,
+  // select or a GUI toolkit's socket notifier); DeliverPending empties it. -1 otherwise.
+  int DeliveryFd() const;
+  // Delivery::kManual: waits until an update is queued, at most `timeout`; true when one is.
+  bool WaitForPending(absl::Duration timeout);
+
   // The timestamp of the latest commit.
   Timestamp LastCommitTimestamp() const;
   // The schema in force, as the JSON text of one schema file.
@@ -74,6 +119,8 @@ class Database {
   absl::Status RunMutation(absl::FunctionRef<absl::Status(Transaction&)> fn,
                            Timestamp* commit_timestamp);
   absl::Status RunQuery(absl::FunctionRef<absl::Status(Reader&)> fn);
+  absl::StatusOr<Subscription> SubscribeValue(std::function<absl::StatusOr<Value>(Reader&)> query,
+                                              const UpdateSlot& callback);
 
   // Adapts a function returning Status or StatusOr<T> to one returning Status.
   template <typename R, typename Ctx, typename Fn>
@@ -113,6 +160,22 @@ auto Database::Query(Fn&& fn) -> std::invoke_result_t<Fn&, Reader&> {
   absl::Status status = RunQuery(adapted);
   if (!status.ok()) return status;
   return std::move(*result);
+}
+
+template <typename Fn>
+absl::StatusOr<Subscription> Database::Subscribe(Fn query, const UpdateSlot& callback) {
+  using R = std::invoke_result_t<Fn&, Reader&>;
+  static_assert(internal::IsStatusOr<R>::value,
+                "the query must return absl::StatusOr<std::vector<Document>>, "
+                "absl::StatusOr<std::optional<Document>>, absl::StatusOr<Document> or "
+                "absl::StatusOr<Value>");
+  return SubscribeValue(
+      [query = std::move(query)](Reader& reader) mutable -> absl::StatusOr<Value> {
+        R result = query(reader);
+        if (!result.ok()) return result.status();
+        return internal::ToResultValue(*std::move(result));
+      },
+      callback);
 }
 
 }  // namespace stagedb

@@ -21,6 +21,15 @@ struct TransactionLimits {
   size_t max_read_ranges = 4'096;  // reads: each Get and each query counts one
 };
 
+// Where subscription callbacks run (see subscription.h).
+enum class Delivery {
+  // On the database's notifier thread, which also re-runs the affected queries.
+  kNotifierThread,
+  // Only inside Database::DeliverPending, called by the host (a GUI's event loop, say). Re-runs
+  // still happen on the notifier thread; their updates queue up until the host delivers them.
+  kManual,
+};
+
 struct Options {
   // The database directory (LMDB's data.mdb and lock.mdb); created when missing.
   std::string path;
@@ -34,6 +43,7 @@ struct Options {
   size_t initial_map_size = size_t{16} << 20;
   size_t max_map_size = size_t{64} << 30;
   TransactionLimits limits;
+  Delivery delivery = Delivery::kNotifierThread;
 };
 
 }  // namespace stagedb

@@ -11,11 +11,13 @@
 #include "absl/memory/memory.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "reactive/subscription_registry.h"
 #include "schema/catalog.h"
 #include "schema/schema.h"
 #include "stagedb/key_codec.h"
 #include "storage/lmdb_store.h"
 #include "transactions/transaction_state.h"
+#include "util/call_guarded.h"
 #include "values/document_codec.h"
 
 namespace stagedb {
@@ -186,16 +188,6 @@ absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
   return absl::OkStatus();
 }
 
-absl::Status CallGuarded(absl::FunctionRef<absl::Status()> fn) {
-  try {
-    return fn();
-  } catch (const std::exception& e) {
-    return absl::UnknownError(absl::StrFormat("the function threw an exception: %s", e.what()));
-  } catch (...) {
-    return absl::UnknownError("the function threw a non-standard exception");
-  }
-}
-
 // Runs `body` in a write transaction and commits it when `body` returns true (false: nothing to
 // commit). When the map is full, nothing was written: the map grows and `body` runs again, so
 // `body` must start from scratch each time.
@@ -227,6 +219,8 @@ class DatabaseImpl {
   std::unique_ptr<LmdbStore> store;
   std::unique_ptr<Catalog> catalog;
   std::string cursor_secret;
+  // Shared with the subscription handles (weakly) and the notifier thread.
+  std::shared_ptr<SubscriptionRegistry> registry;
 };
 
 }  // namespace internal
@@ -308,11 +302,21 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
       });
   if (!status.ok()) return status;
   impl->options = std::move(options);
+  impl->registry = std::make_shared<internal::SubscriptionRegistry>(
+      internal::QueryEnvironment{.store = impl->store.get(),
+                                 .catalog = impl->catalog.get(),
+                                 .limits = &impl->options.limits,
+                                 .cursor_secret = impl->cursor_secret},
+      impl->options.delivery);
   return absl::WrapUnique(new Database(std::move(impl)));
 }
 
 Database::Database(std::unique_ptr<DatabaseImpl> impl) : impl_(std::move(impl)) {}
-Database::~Database() = default;
+
+Database::~Database() {
+  // Subscriptions stop (and their callbacks finish) before the store closes.
+  impl_->registry->Shutdown();
+}
 
 absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)> fn,
                                    Timestamp* commit_timestamp) {
@@ -329,6 +333,7 @@ absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)>
   } pop{mutating};
 
   Timestamp committed = 0;
+  internal::WriteSet write_set;
   absl::Status status = internal::RunWriteTransaction(
       *impl_->store, [&](internal::StoreTxn& txn) -> absl::StatusOr<bool> {
         absl::StatusOr<Timestamp> ts = txn.CommitTimestamp();
@@ -344,27 +349,62 @@ absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)>
         committed = *ts + 1;
         if (absl::Status s = state.ApplyWrites(); !s.ok()) return s;
         if (absl::Status s = txn.SetCommitTimestamp(committed); !s.ok()) return s;
+        write_set = state.TakeWriteSet();
         return true;
       });
-  if (status.ok() && commit_timestamp != nullptr) *commit_timestamp = committed;
+  if (!status.ok()) return status;
+  // After the commit, so that a subscription whose snapshot missed it is sure to be told.
+  if (!write_set.empty()) impl_->registry->Publish(committed, write_set);
+  if (commit_timestamp != nullptr) *commit_timestamp = committed;
   return status;
 }
 
+namespace internal {
+namespace {
+
+// A read of its own inside a mutation would see another snapshot than the mutation's, without
+// its writes, and outside its read set: a serializability hole.
+absl::Status CheckNotMutating(const DatabaseImpl* impl, std::string_view call) {
+  const std::vector<const DatabaseImpl*>& stack = mutating;
+  if (std::find(stack.begin(), stack.end(), impl) == stack.end()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "%s was called from inside a mutation of the same database; read through the "
+      "Transaction (it is a Reader)",
+      call));
+}
+
+}  // namespace
+}  // namespace internal
+
 absl::Status Database::RunQuery(absl::FunctionRef<absl::Status(Reader&)> fn) {
-  const std::vector<const DatabaseImpl*>& mutating = internal::mutating;
-  if (std::find(mutating.begin(), mutating.end(), impl_.get()) != mutating.end()) {
-    // It would read another snapshot than the mutation's, without its writes, and outside its
-    // read set: a serializability hole.
-    return absl::FailedPreconditionError(
-        "Query was called from inside a mutation of the same database; read through the "
-        "Transaction (it is a Reader)");
-  }
+  if (absl::Status s = internal::CheckNotMutating(impl_.get(), "Query"); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl_->store->BeginRead();
   if (!txn.ok()) return txn.status();
   // The snapshot's timestamp is read only if the query asks for it.
   internal::TransactionState state(*impl_->catalog, **txn, impl_->options.limits, std::nullopt,
                                    impl_->cursor_secret);
   return internal::CallGuarded([&] { return fn(state.reader()); });
+}
+
+absl::StatusOr<Subscription> Database::SubscribeValue(
+    std::function<absl::StatusOr<Value>(Reader&)> query, const UpdateSlot& callback) {
+  if (absl::Status s = internal::CheckNotMutating(impl_.get(), "Subscribe"); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<internal::SubscriptionState>> state =
+      impl_->registry->Subscribe(std::move(query), callback);
+  if (!state.ok()) return state.status();
+  return Subscription(*std::move(state), impl_->registry);
+}
+
+absl::Status Database::WaitForDelivery(Timestamp timestamp, absl::Duration timeout) {
+  return impl_->registry->WaitForDelivery(timestamp, timeout);
+}
+
+size_t Database::DeliverPending() { return impl_->registry->DeliverPending(); }
+
+int Database::DeliveryFd() const { return impl_->registry->delivery_fd(); }
+
+bool Database::WaitForPending(absl::Duration timeout) {
+  return impl_->registry->WaitForPending(timeout);
 }
 
 Timestamp Database::LastCommitTimestamp() const {

@@ -36,6 +36,14 @@ std::string IndexPrefix(uint32_t index_id) {
   return prefix;
 }
 
+uint32_t IndexIdOf(std::string_view storage_key) {
+  uint32_t id = 0;
+  for (size_t i = 0; i < kIndexPrefixBytes; ++i) {
+    id = (id << 8) | static_cast<unsigned char>(storage_key[i]);
+  }
+  return id;
+}
+
 std::string PrefixEnd(std::string_view prefix) {
   std::string end(prefix);
   end.push_back('\xFF');

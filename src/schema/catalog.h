@@ -89,6 +89,9 @@ const Value& ValueAtPath(const Object& document, const std::vector<std::string>&
 
 // 4-byte big-endian encoding of an index id.
 std::string IndexPrefix(uint32_t index_id);
+inline constexpr size_t kIndexPrefixBytes = 4;
+// The index id of a storage key (its first kIndexPrefixBytes; the key must be that long).
+uint32_t IndexIdOf(std::string_view storage_key);
 // The end of the range of keys that start with `prefix` (see key_codec.h): prefix + 0xFF.
 std::string PrefixEnd(std::string_view prefix);
 // The smallest key after `key`.

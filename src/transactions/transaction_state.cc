@@ -88,7 +88,7 @@ double NextCreationTime() {
 // Iterates the overlay entries of [lo, hi) forwards or backwards.
 class OverlayCursor {
  public:
-  using Map = absl::btree_map<std::string, PendingEntry>;
+  using Map = WriteSet;
   OverlayCursor(const Map& map, std::string_view lo, std::string_view hi, bool forward)
       : forward_(forward),
         first_(map.lower_bound(AbslView(lo))),

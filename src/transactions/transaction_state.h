@@ -31,6 +31,10 @@ struct PendingEntry {
   bool stored = false;
 };
 
+// Every storage key a commit puts or deletes (the old and new key of each written document in
+// every index), in key order, with the entry's state after the commit.
+using WriteSet = absl::btree_map<std::string, PendingEntry>;
+
 class TransactionState {
  public:
   // `txn` is the storage snapshot (a write transaction for a mutation); `timestamp` its commit
@@ -43,6 +47,8 @@ class TransactionState {
   Transaction& transaction() { return transaction_; }
   Timestamp timestamp() const;
   const ReadSet& read_set() const { return read_set_; }
+  // Moves the read set out (for a subscription to keep); reads must be over.
+  ReadSet TakeReadSet() { return std::move(read_set_); }
 
   // ---- reads ----
   absl::StatusOr<std::optional<Document>> Get(const DocumentId& id);
@@ -59,6 +65,8 @@ class TransactionState {
   bool has_writes() const { return !overlay_.empty(); }
   // Puts and deletes the buffered writes into the storage (write) transaction.
   absl::Status ApplyWrites();
+  // Moves the write set out, after ApplyWrites; the transaction is over.
+  WriteSet TakeWriteSet() { return std::move(overlay_); }
 
  private:
   // The resolved storage key range [lo, hi) of a query.
@@ -110,7 +118,7 @@ class TransactionState {
   const std::string_view cursor_secret_;
   Transaction transaction_;
   ReadSet read_set_;
-  absl::btree_map<std::string, PendingEntry> overlay_;
+  WriteSet overlay_;
   // `by_id` storage key -> the document as written (nullopt: deleted).
   absl::flat_hash_map<std::string, std::optional<Document>> written_;
   size_t read_calls_ = 0;
