@@ -13,13 +13,12 @@
 #ifndef STAGEDB_SUBSCRIPTION_H_
 #define STAGEDB_SUBSCRIPTION_H_
 
+#include <boost/signals2/signal.hpp>
 #include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <boost/signals2/signal.hpp>
 
 #include "absl/status/statusor.h"
 #include "stagedb/document.h"
@@ -49,9 +48,10 @@ struct DocumentChange {
 // from nothing). Computed for document results: a list of documents, one document, or null (no
 // document). To apply it to a list: erase `removed` and the `moved` ones of `changed` (by old
 // position, highest first), then insert `added` and those moved ones (by new position, lowest
-// first), then replace the other `changed` at their new position. For any other result (a count, a composite
-// object) `is_document_result` is false and the lists are empty: the result is the update.
-// A kept document that only moved (its fields are equal) is in `changed` too, with `moved` set.
+// first), then replace the other `changed` at their new position. For any other result (a count, a
+// composite object) `is_document_result` is false and the lists are empty: the result is the
+// update. A kept document that only moved (its fields are equal) is in `changed` too, with `moved`
+// set.
 struct ChangeSet {
   bool is_document_result = true;
   std::vector<DocumentChange> added;    // by new position

@@ -367,10 +367,10 @@ namespace {
 absl::Status CheckNotMutating(const DatabaseImpl* impl, std::string_view call) {
   const std::vector<const DatabaseImpl*>& stack = mutating;
   if (std::find(stack.begin(), stack.end(), impl) == stack.end()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrFormat(
-      "%s was called from inside a mutation of the same database; read through the "
-      "Transaction (it is a Reader)",
-      call));
+  return absl::FailedPreconditionError(
+      absl::StrFormat("%s was called from inside a mutation of the same database; read through the "
+                      "Transaction (it is a Reader)",
+                      call));
 }
 
 }  // namespace

@@ -10,20 +10,17 @@
 namespace stagedb::internal {
 namespace {
 
-bool IsDocument(const Value& value) {
-  return value.is_object() && value[kIdField].is_string();
-}
+bool IsDocument(const Value& value) { return value.is_object() && value[kIdField].is_string(); }
 
 // Marks the entries of a longest subsequence whose old positions increase: those documents keep
 // their relative order, so only the others moved. O(n log n) (patience sorting).
 std::vector<bool> InLongestIncreasingRun(const std::vector<std::pair<size_t, size_t>>& positions) {
-  std::vector<size_t> tails;                                   // index of each pile's top entry
-  std::vector<size_t> parent(positions.size(), SIZE_MAX);      // previous entry of its run
+  std::vector<size_t> tails;                               // index of each pile's top entry
+  std::vector<size_t> parent(positions.size(), SIZE_MAX);  // previous entry of its run
   for (size_t k = 0; k < positions.size(); ++k) {
-    auto pile = std::lower_bound(tails.begin(), tails.end(), positions[k].second,
-                                 [&](size_t entry, size_t old_position) {
-                                   return positions[entry].second < old_position;
-                                 });
+    auto pile = std::lower_bound(
+        tails.begin(), tails.end(), positions[k].second,
+        [&](size_t entry, size_t old_position) { return positions[entry].second < old_position; });
     if (pile != tails.begin()) parent[k] = *(pile - 1);
     if (pile == tails.end()) {
       tails.push_back(k);
@@ -104,7 +101,8 @@ ChangeSet DiffResults(const Value* before, const absl::StatusOr<Value>& after) {
     }
   }
   for (size_t i = 0; i < previous.size(); ++i) {
-    if (!kept[i]) changes.removed.push_back({.old_position = i, .document = ToDocument(*previous[i])});
+    if (!kept[i])
+      changes.removed.push_back({.old_position = i, .document = ToDocument(*previous[i])});
   }
   return changes;
 }

@@ -202,15 +202,16 @@ void SubscriptionRegistry::MarkDirty(const StatePtr& s, Timestamp commit) {
 }
 
 void SubscriptionRegistry::UpdateOutstanding(SubscriptionState& s) {
-  Timestamp next = 0;
+  std::optional<Timestamp> next;
   if (s.active) {
-    for (const auto& since : {s.dirty_since, s.running_since, s.pending_since, s.delivering_since}) {
-      if (since && (next == 0 || *since < next)) next = *since;
+    for (const auto& since :
+         {s.dirty_since, s.running_since, s.pending_since, s.delivering_since}) {
+      if (since) LowerTo(next, *since);
     }
   }
   if (next == s.outstanding) return;
-  if (s.outstanding != 0) outstanding_.erase(outstanding_.find(s.outstanding));
-  if (next != 0) outstanding_.insert(next);
+  if (s.outstanding) outstanding_.erase(outstanding_.find(*s.outstanding));
+  if (next) outstanding_.insert(*next);
   s.outstanding = next;
   state_cv_.notify_all();
 }
@@ -236,14 +237,15 @@ void SubscriptionRegistry::Publish(Timestamp timestamp, const WriteSet& writes) 
     if (key.size() < kIndexPrefixBytes) continue;
     auto tree = trees_.find(IndexIdOf(key));
     if (tree == trees_.end()) continue;
-    tree->second.ForEachContaining(
-        std::string_view(key).substr(kIndexPrefixBytes), [&](uint64_t owner) {
-          const StatePtr& s = subscriptions_.at(owner);
-          // A running subscription checks the log when it finishes; a snapshot at or after
-          // the commit already reflects it (commits may be published out of order).
-          if (s->running || s->snapshot >= timestamp) return;
-          MarkDirty(s, timestamp);
-        });
+    tree->second.ForEachContaining(std::string_view(key).substr(kIndexPrefixBytes),
+                                   [&](uint64_t owner) {
+                                     const StatePtr& s = subscriptions_.at(owner);
+                                     // A running subscription checks the log when it finishes; a
+                                     // snapshot at or after the commit already reflects it (commits
+                                     // may be published out of order).
+                                     if (s->running || s->snapshot >= timestamp) return;
+                                     MarkDirty(s, timestamp);
+                                   });
   }
 }
 
@@ -301,8 +303,7 @@ size_t SubscriptionRegistry::DeliverQueued(Lock& lock) {
       busy.push_back(std::move(s));
       continue;
     }
-    QueryUpdate update{.result = std::move(s->pending->result),
-                       .timestamp = s->pending->timestamp};
+    QueryUpdate update{.result = std::move(s->pending->result), .timestamp = s->pending->timestamp};
     s->pending.reset();
     s->delivering_since = s->pending_since;
     s->pending_since.reset();
@@ -429,8 +430,8 @@ void SubscriptionRegistry::Shutdown() {
   delivery_queue_.clear();
   // Host code running on other threads finishes before the database goes away; a callback on
   // this very thread (closing the database from inside it) cannot be waited for.
-  const int own = static_cast<int>(
-      std::count(callbacks_on_thread.begin(), callbacks_on_thread.end(), this));
+  const int own =
+      static_cast<int>(std::count(callbacks_on_thread.begin(), callbacks_on_thread.end(), this));
   state_cv_.wait(lock, [&] { return callbacks_running_ <= own; });
   for (const StatePtr& s : subscriptions) AwaitQuiet(lock, *s);
   lock.unlock();

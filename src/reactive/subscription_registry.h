@@ -58,17 +58,17 @@ struct SubscriptionState {
 
   // ---- guarded by the registry's mutex ----
   bool active = true;
-  bool running = false;           // in a run batch, from its start to its Finish
-  bool queued_for_run = false;    // in run_queue_
+  bool running = false;         // in a run batch, from its start to its Finish
+  bool queued_for_run = false;  // in run_queue_
   bool queued_for_delivery = false;
-  std::thread::id executing;      // the thread running `query` now, if any
-  std::thread::id delivering;     // the thread running the callbacks now, if any
-  Timestamp snapshot = 0;         // of the last finished run
-  ReadSet read_set;               // of the last finished run; the RangeTrees view its keys
+  std::thread::id executing;   // the thread running `query` now, if any
+  std::thread::id delivering;  // the thread running the callbacks now, if any
+  Timestamp snapshot = 0;      // of the last finished run
+  ReadSet read_set;            // of the last finished run; the RangeTrees view its keys
   // The oldest commit not yet reflected, per stage of the pipeline: marked dirty, being re-run,
   // waiting for delivery, being delivered.
   std::optional<Timestamp> dirty_since, running_since, pending_since, delivering_since;
-  Timestamp outstanding = 0;  // the minimum of those, as entered in `outstanding_` (0: none)
+  std::optional<Timestamp> outstanding;  // the minimum of those, as entered in `outstanding_`
   struct Pending {
     absl::StatusOr<Value> result;
     Timestamp timestamp;
