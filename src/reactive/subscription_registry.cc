@@ -282,6 +282,7 @@ void SubscriptionRegistry::QueueDelivery(const StatePtr& s) {
   if (!s->active || !s->pending || s->queued_for_delivery) return;
   s->queued_for_delivery = true;
   delivery_queue_.push_back(s);
+  if (delivery == Delivery::kNotifierThread) work_cv_.notify_one();
   if (delivery == Delivery::kManual && delivery_queue_.size() == 1) {
     const char byte = 1;
     if (write(pipe_[1], &byte, 1) < 0) {
