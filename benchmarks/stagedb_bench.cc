@@ -10,6 +10,7 @@
 //   BM_InsertPerDoc      one transaction (one durable commit) per task;           rate = tasks/s
 //   BM_PointRead         get one task by id (random order), decode it;            rate = reads/s
 //   BM_RangeQuery        a project's tasks by priority descending, first 20;      rate = queries/s
+// plus the stagedb-only subscription workloads of subscription_bench.cc.
 // The insert workloads start from a new, empty store; the read workloads share one store per
 // backend preloaded with --docs tasks (default 10,000) whose results are checked first. Times are
 // wall-clock (commits wait on fsync). Stores live in a temporary directory under --dir (default
@@ -35,6 +36,10 @@
 #include "bench_backend.h"
 
 namespace stagedb_bench {
+
+// subscription_bench.cc: the stagedb-only subscription workloads, stores under `dir`.
+void RegisterSubscriptionBenchmarks(const std::string& dir);
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -313,6 +318,7 @@ int main(int argc, char** argv) {
           ->UseRealTime();
     }
   }
+  RegisterSubscriptionBenchmarks(g_root);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   g_preloaded.clear();

@@ -21,6 +21,16 @@ struct TransactionLimits {
   size_t max_read_ranges = 4'096;  // reads: each Get and each query counts one
 };
 
+// What a commit waits for before Mutate returns.
+enum class Durability {
+  // The commit is on disk (fsync): it survives a process kill and a power loss.
+  kDurable,
+  // The commit is handed to the operating system: it survives a process kill (the kernel writes
+  // it out later), but a power loss or OS crash may lose the latest commits. The database stays
+  // consistent either way. Much faster commits.
+  kNoSync,
+};
+
 // Where subscription callbacks run (see subscription.h).
 enum class Delivery {
   // On the database's notifier thread, which also re-runs the affected queries.
@@ -43,6 +53,7 @@ struct Options {
   size_t initial_map_size = size_t{16} << 20;
   size_t max_map_size = size_t{64} << 30;
   TransactionLimits limits;
+  Durability durability = Durability::kDurable;
   Delivery delivery = Delivery::kNotifierThread;
 };
 

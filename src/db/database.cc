@@ -292,7 +292,8 @@ absl::Status LoadSchema(StoreTxn& txn, const Options& options, DatabaseImpl& imp
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
   auto impl = std::make_unique<DatabaseImpl>();
   absl::StatusOr<std::unique_ptr<internal::LmdbStore>> store =
-      internal::LmdbStore::Open(options.path, options.initial_map_size, options.max_map_size);
+      internal::LmdbStore::Open(options.path, options.initial_map_size, options.max_map_size,
+                                options.durability == Durability::kDurable);
   if (!store.ok()) return store.status();
   impl->store = *std::move(store);
   absl::Status status = internal::RunWriteTransaction(

@@ -187,7 +187,7 @@ absl::Status StoreTxn::SetCommitTimestamp(uint64_t timestamp) {
 
 absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& path,
                                                            size_t initial_map_size,
-                                                           size_t max_map_size) {
+                                                           size_t max_map_size, bool sync) {
   if (path.empty()) return absl::InvalidArgumentError("Options::path is empty");
   if (initial_map_size == 0) {
     return absl::InvalidArgumentError("Options::initial_map_size must be above 0");
@@ -223,7 +223,7 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& pa
   if (rc != 0) return LmdbError(rc, "set map size");
   // MDB_NOTLS: read transactions are tied to our objects, not to threads, so a thread may hold
   // several (a query inside a mutation) and many threads may read at once.
-  rc = mdb_env_open(store->env_, path.c_str(), MDB_NOTLS, 0644);
+  rc = mdb_env_open(store->env_, path.c_str(), MDB_NOTLS | (sync ? 0 : MDB_NOSYNC), 0644);
   if (rc != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot open database \"", path, "\": ", mdb_strerror(rc)));

@@ -98,9 +98,11 @@ bool IsMapFull(const absl::Status& status);
 
 class LmdbStore {
  public:
+  // `sync`: each commit waits for fsync (durable); otherwise commits reach the OS only
+  // (MDB_NOSYNC: they survive a process kill, not a power loss).
   static absl::StatusOr<std::unique_ptr<LmdbStore>> Open(const std::string& path,
                                                          size_t initial_map_size,
-                                                         size_t max_map_size);
+                                                         size_t max_map_size, bool sync = true);
   ~LmdbStore();
 
   absl::StatusOr<std::unique_ptr<StoreTxn>> BeginRead();
