@@ -43,8 +43,8 @@ int g_counter = 0;
 std::unique_ptr<stagedb::Database> OpenDatabase(
     stagedb::Durability durability = stagedb::Durability::kDurable) {
   const std::string path = g_dir + "/subscriptions-" + std::to_string(++g_counter);
-  absl::StatusOr<std::unique_ptr<stagedb::Database>> db = stagedb::Database::Open(
-      {.path = path, .schema_json = kSchema, .durability = durability});
+  absl::StatusOr<std::unique_ptr<stagedb::Database>> db =
+      stagedb::Database::Open({.path = path, .schema_json = kSchema, .durability = durability});
   if (!db.ok()) throw BenchError(std::string(db.status().message()));
   return *std::move(db);
 }
