@@ -141,7 +141,8 @@ void SubscriptionRegistry::Finish(const StatePtr& state, Timestamp snapshot,
   SubscriptionState& s = *state;
   s.running = false;
   if (!s.active || stopping_) return;
-  if (initial) s.running_since = snapshot;
+  // A first update is owed to every WaitForDelivery, whatever its timestamp.
+  if (initial) s.running_since = Timestamp{0};
   if (read_set) {
     IndexReadSet(s, /*add=*/false);
     s.read_set = *std::move(read_set);
@@ -201,11 +202,20 @@ void SubscriptionRegistry::MarkDirty(const StatePtr& s, Timestamp commit) {
   UpdateOutstanding(*s);
 }
 
+void SubscriptionRegistry::OweResultFor(SubscriptionState& s, Timestamp commit) {
+  for (std::optional<Timestamp>* since :
+       {&s.dirty_since, &s.running_since, &s.pending_since, &s.delivering_since}) {
+    if (*since) LowerTo(*since, commit);
+  }
+  UpdateOutstanding(s);
+}
+
 void SubscriptionRegistry::UpdateOutstanding(SubscriptionState& s) {
-  std::optional<Timestamp> next;
+  // An unsubscribed subscription owes nothing more, except the callback running now: a waiter
+  // must not return while it may still write host state.
+  std::optional<Timestamp> next = s.delivering_since;
   if (s.active) {
-    for (const auto& since :
-         {s.dirty_since, s.running_since, s.pending_since, s.delivering_since}) {
+    for (const auto& since : {s.dirty_since, s.running_since, s.pending_since}) {
       if (since) LowerTo(next, *since);
     }
   }
@@ -233,19 +243,22 @@ void SubscriptionRegistry::Publish(Timestamp timestamp, const WriteSet& writes) 
     for (const auto& [key, entry] : writes) commit.keys.push_back(key);
   }
   if (trees_.empty()) return;
+  auto hit = [&](uint64_t owner) {
+    const StatePtr& s = subscriptions_.at(owner);
+    if (s->running || s->snapshot >= timestamp) {
+      // A running subscription checks the log when it finishes; a snapshot at or after the
+      // commit (published late: commits may be published out of order) reflects it. Either
+      // way the result that does may not be delivered yet: owe it to waiters.
+      OweResultFor(*s, timestamp);
+      return;
+    }
+    MarkDirty(s, timestamp);
+  };
   for (const auto& [key, entry] : writes) {
     if (key.size() < kIndexPrefixBytes) continue;
     auto tree = trees_.find(IndexIdOf(key));
     if (tree == trees_.end()) continue;
-    tree->second.ForEachContaining(std::string_view(key).substr(kIndexPrefixBytes),
-                                   [&](uint64_t owner) {
-                                     const StatePtr& s = subscriptions_.at(owner);
-                                     // A running subscription checks the log when it finishes; a
-                                     // snapshot at or after the commit already reflects it (commits
-                                     // may be published out of order).
-                                     if (s->running || s->snapshot >= timestamp) return;
-                                     MarkDirty(s, timestamp);
-                                   });
+    tree->second.ForEachContaining(std::string_view(key).substr(kIndexPrefixBytes), hit);
   }
 }
 
@@ -293,6 +306,12 @@ void SubscriptionRegistry::QueueDelivery(const StatePtr& s) {
 }
 
 size_t SubscriptionRegistry::DeliverQueued(Lock& lock) {
+  if (delivery == Delivery::kManual) {
+    // Everything queued now is delivered below; a later QueueDelivery writes again.
+    char buffer[64];
+    while (read(pipe_[0], buffer, sizeof(buffer)) > 0) {
+    }
+  }
   size_t delivered = 0;
   std::vector<StatePtr> busy;  // being delivered by another call; retried later
   while (!delivery_queue_.empty() && !stopping_) {
@@ -342,9 +361,6 @@ size_t SubscriptionRegistry::DeliverQueued(Lock& lock) {
 
 size_t SubscriptionRegistry::DeliverPending() {
   if (delivery != Delivery::kManual) return 0;
-  char buffer[64];
-  while (read(pipe_[0], buffer, sizeof(buffer)) > 0) {
-  }
   Lock lock(mu_);
   return DeliverQueued(lock);
 }

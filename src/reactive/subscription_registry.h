@@ -130,6 +130,8 @@ class SubscriptionRegistry : public std::enable_shared_from_this<SubscriptionReg
   void MarkDirty(const StatePtr& subscription, Timestamp commit);
   void QueueRun(const StatePtr& subscription);
   void QueueDelivery(const StatePtr& subscription);
+  // Lowers the outstanding timestamps of every stage in flight to `commit`.
+  void OweResultFor(SubscriptionState& subscription, Timestamp commit);
   void UpdateOutstanding(SubscriptionState& subscription);
   void ReleaseLogToken(uint64_t log_token);
   // Delivers every queued update on the calling thread; holds `lock` except around callbacks.
