@@ -79,17 +79,21 @@ void BM_CommitWithSubscriptions(benchmark::State& state) {
         OpenDatabase(state.range(1) ? stagedb::Durability::kDurable : stagedb::Durability::kNoSync);
     std::vector<stagedb::Subscription> subscriptions;
     subscriptions.reserve(count);
+    std::atomic<size_t> updates = 0;
     for (size_t i = 0; i < count; ++i) {
-      absl::StatusOr<stagedb::Subscription> s =
-          SubscribeSession(*db, "session-" + std::to_string(i), [](const stagedb::QueryUpdate&) {});
+      absl::StatusOr<stagedb::Subscription> s = SubscribeSession(
+          *db, "session-" + std::to_string(i), [&](const stagedb::QueryUpdate&) { ++updates; });
       if (!s.ok()) throw BenchError(std::string(s.status().message()));
       subscriptions.push_back(*std::move(s));
     }
     if (!db->WaitForDelivery(db->LastCommitTimestamp()).ok()) throw BenchError("wait");
     // Between two watched sessions' ranges, so the probe walks the tree down to a gap.
     const std::string unwatched = "session-" + std::to_string(count / 2) + "-unwatched";
+    const size_t first_updates = updates;
     for (auto _ : state) InsertMessage(*db, unwatched);
     state.SetItemsProcessed(state.iterations());
+    if (!db->WaitForDelivery(db->LastCommitTimestamp()).ok()) throw BenchError("wait");
+    if (updates != first_updates) throw BenchError("a commit outside every range re-ran a query");
   } catch (const BenchError& e) {
     state.SkipWithError(e.what());
   }
