@@ -559,3 +559,70 @@ TEST_CASE("paging under concurrent writes returns every stable document once",
 
 }  // namespace
 }  // namespace stagedb
+
+namespace stagedb {
+namespace {
+
+// end_cursor: a page re-run with its own continue_cursor as end keeps its key range.
+TEST_CASE("end_cursor keeps a page's range while documents come and go", "[pagination]") {
+  testing::TempDir dir;
+  auto db = OpenDb(dir.path());
+  auto insert = [&](int64_t g, double k) {
+    absl::StatusOr<DocumentId> id = db->Mutate([&](Transaction& tx) {
+      return tx.Insert("p", {{"g", g}, {"k", k}});
+    });
+    REQUIRE(id.ok());
+    return *id;
+  };
+  for (double k : {10.0, 20.0, 30.0, 40.0, 50.0}) insert(1, k);
+  auto page = [&](std::optional<std::string> cursor, std::optional<std::string> end, size_t n = 2) {
+    return db->Query([&](Reader& r) {
+      return r.Table("p")
+          .WithIndex("by_g_k", Eq("g", 1))
+          .Paginate({.num_items = n, .cursor = std::move(cursor), .end_cursor = std::move(end)});
+    });
+  };
+  auto ks = [](const PaginationResult& result) {
+    std::vector<double> out;
+    for (const Document& d : result.page) out.push_back(d["k"].as_float64());
+    return out;
+  };
+  absl::StatusOr<PaginationResult> first = page(std::nullopt, std::nullopt);
+  REQUIRE(first.ok());
+  REQUIRE(ks(*first) == std::vector<double>{10, 20});
+
+  // A document inside the first page's range, and one after it.
+  insert(1, 15);
+  insert(1, 25);
+  absl::StatusOr<PaginationResult> again = page(std::nullopt, first->continue_cursor);
+  REQUIRE(again.ok());
+  CHECK(ks(*again) == std::vector<double>{10, 15, 20});  // grew; 25 is not in its range
+  CHECK(again->continue_cursor == first->continue_cursor);
+  CHECK_FALSE(again->is_done);
+  // The next page starts right after: no overlap, no gap.
+  absl::StatusOr<PaginationResult> second = page(first->continue_cursor, std::nullopt);
+  REQUIRE(second.ok());
+  CHECK(ks(*second) == std::vector<double>{25, 30});
+
+  // A last page's "done" cursor as end: the page runs to the end of the range.
+  absl::StatusOr<PaginationResult> rest = page(second->continue_cursor, std::nullopt, 10);
+  REQUIRE(rest.ok());
+  REQUIRE(rest->is_done);
+  insert(1, 60);
+  absl::StatusOr<PaginationResult> rest_again =
+      page(second->continue_cursor, rest->continue_cursor);
+  REQUIRE(rest_again.ok());
+  CHECK(ks(*rest_again) == std::vector<double>{40, 50, 60});
+  CHECK(rest_again->is_done);
+
+  // An end cursor of another query is refused, naming it.
+  absl::StatusOr<PaginationResult> other = db->Query([&](Reader& r) {
+    return r.Table("p").WithIndex("by_k").Paginate(
+        {.num_items = 2, .end_cursor = first->continue_cursor});
+  });
+  REQUIRE(other.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(std::string(other.status().message()).find("end_cursor") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace stagedb

@@ -52,6 +52,12 @@ inline Value ToResultValue(const std::vector<Document>& documents) {
   for (const Document& document : documents) array.push_back(document.ToValue());
   return Value(std::move(array));
 }
+// A page: {"page": [...], "continueCursor": ..., "isDone": ...}; change sets cover its page.
+inline Value ToResultValue(const PaginationResult& result) {
+  return Value(Object{{"page", ToResultValue(result.page)},
+                      {"continueCursor", result.continue_cursor},
+                      {"isDone", result.is_done}});
+}
 }  // namespace internal
 
 class Database {
@@ -81,7 +87,8 @@ class Database {
   auto Query(Fn&& fn) -> std::invoke_result_t<Fn&, Reader&>;
 
   // Subscribes to `query(Reader&)`, which returns absl::StatusOr of a std::vector<Document>,
-  // a std::optional<Document>, a Document or a Value, and may read anything (several queries,
+  // a std::optional<Document>, a Document, a PaginationResult (see PaginationOptions::end_cursor
+  // to keep a subscribed page's range) or a Value, and may read anything (several queries,
   // gets). It runs now, on the calling thread; its result is delivered to `callback` as the
   // first update (with every document `added`), and every change after that as a further update
   // (see subscription.h). A query that fails is still subscribed: its error is delivered, and it
@@ -167,8 +174,8 @@ absl::StatusOr<Subscription> Database::Subscribe(Fn query, const UpdateSlot& cal
   using R = std::invoke_result_t<Fn&, Reader&>;
   static_assert(internal::IsStatusOr<R>::value,
                 "the query must return absl::StatusOr<std::vector<Document>>, "
-                "absl::StatusOr<std::optional<Document>>, absl::StatusOr<Document> or "
-                "absl::StatusOr<Value>");
+                "absl::StatusOr<std::optional<Document>>, absl::StatusOr<Document>, "
+                "absl::StatusOr<PaginationResult> or absl::StatusOr<Value>");
   return SubscribeValue(
       [query = std::move(query)](Reader& reader) mutable -> absl::StatusOr<Value> {
         R result = query(reader);

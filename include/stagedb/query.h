@@ -22,8 +22,14 @@ class Reader;
 enum class SortOrder { kAsc, kDesc };
 
 struct PaginationOptions {
-  size_t num_items = 0;               // at least 1
+  size_t num_items = 0;               // at least 1 (unless end_cursor is given)
   std::optional<std::string> cursor;  // a continue_cursor from an earlier page of this query
+  // Ends the page exactly where an earlier run of it ended (that run's continue_cursor),
+  // however many documents that now is; num_items is then ignored. This is how a subscribed
+  // page keeps its key range while documents come and go, so neighbouring pages never overlap
+  // or leave a gap (as Convex's paginated queries do): subscribe to the first run's page with
+  // its continue_cursor as end_cursor.
+  std::optional<std::string> end_cursor;
 };
 
 struct PaginationResult {

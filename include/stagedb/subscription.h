@@ -45,13 +45,13 @@ struct DocumentChange {
 };
 
 // The change from the previous successful result delivered to this one (for the first update:
-// from nothing). Computed for document results: a list of documents, one document, or null (no
-// document). To apply it to a list: erase `removed` and the `moved` ones of `changed` (by old
-// position, highest first), then insert `added` and those moved ones (by new position, lowest
-// first), then replace the other `changed` at their new position. For any other result (a count, a
-// composite object) `is_document_result` is false and the lists are empty: the result is the
-// update. A kept document that only moved (its fields are equal) is in `changed` too, with `moved`
-// set.
+// from nothing). Computed for document results: a list of documents, one document, null (no
+// document), or a page of a paginated query (over its `page`). To apply it to a list: erase
+// `removed` and the `moved` ones of `changed` (by old position, highest first), then insert `added`
+// and those moved ones (by new position, lowest first), then replace the other `changed` at their
+// new position. For any other result (a count, a composite object) `is_document_result` is false
+// and the lists are empty: the result is the update. A kept document that only moved (its fields
+// are equal) is in `changed` too, with `moved` set.
 struct ChangeSet {
   bool is_document_result = true;
   std::vector<DocumentChange> added;    // by new position
@@ -69,8 +69,8 @@ struct QueryUpdate {
   // Against the previous successful result delivered: an error in between does not reset it.
   ChangeSet changes;
 
-  // The result as documents: the list, the one document, or none (null, an error, or a result
-  // that is not made of documents).
+  // The result as documents: the list, the one document, the page, or none (null, an error, or
+  // a result that is not made of documents).
   std::vector<Document> documents() const;
 };
 

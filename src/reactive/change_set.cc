@@ -44,6 +44,7 @@ std::optional<std::vector<const Value*>> DocumentList(const Value& result) {
     documents.push_back(&result);
     return documents;
   }
+  if (result.is_object() && result["page"].is_array()) return DocumentList(result["page"]);
   if (!result.is_array()) return std::nullopt;
   documents.reserve(result.as_array().size());
   for (const Value& element : result.as_array()) {

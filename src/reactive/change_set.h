@@ -12,7 +12,8 @@
 namespace stagedb::internal {
 
 // The documents of a document result, in order: an array of objects that each have a string
-// `_id`, one such object, or null (none). nullopt for any other value.
+// `_id`, one such object, null (none), or a page ({"page": [...], ...}: its page). nullopt for
+// any other value.
 std::optional<std::vector<const Value*>> DocumentList(const Value& result);
 
 // The document a result holds (an object with a string `_id`), as a Document.

@@ -399,7 +399,7 @@ absl::StatusOr<PaginationResult> TransactionState::Paginate(const QuerySpec& spe
                                                             const PaginationOptions& options) {
   absl::StatusOr<KeyRange> range = Resolve(spec);
   if (!range.ok()) return range.status();
-  if (options.num_items == 0) {
+  if (options.num_items == 0 && !options.end_cursor) {
     return absl::InvalidArgumentError(
         absl::StrFormat("Paginate on %s: num_items must be at least 1", IndexName(*range->index)));
   }
@@ -412,14 +412,31 @@ absl::StatusOr<PaginationResult> TransactionState::Paginate(const QuerySpec& spe
   }
   fingerprint.push_back(spec.order == SortOrder::kAsc ? 'a' : 'd');
 
-  PaginationResult result;
-  if (options.cursor.has_value()) {
-    absl::StatusOr<CursorPosition> position =
-        DecodeCursor(*options.cursor, fingerprint, cursor_secret_);
+  auto decode = [&](const std::string& cursor,
+                    std::string_view which) -> absl::StatusOr<CursorPosition> {
+    absl::StatusOr<CursorPosition> position = DecodeCursor(cursor, fingerprint, cursor_secret_);
     if (!position.ok()) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "Paginate on %s: %s", IndexName(*range->index), position.status().message()));
+          "Paginate on %s: %s: %s", IndexName(*range->index), which, position.status().message()));
     }
+    return position;
+  };
+  PaginationResult result;
+  std::optional<CursorPosition> end;
+  if (options.end_cursor.has_value()) {
+    absl::StatusOr<CursorPosition> position = decode(*options.end_cursor, "end_cursor");
+    if (!position.ok()) return position.status();
+    end = *std::move(position);
+    // Up to and including the end cursor's key; a "done" end cursor: the rest of the range.
+    if (!end->done && spec.order == SortOrder::kAsc) {
+      range->hi = std::min(range->hi, KeySuccessor(end->key));
+    } else if (!end->done) {
+      range->lo = std::max(range->lo, end->key);
+    }
+  }
+  if (options.cursor.has_value()) {
+    absl::StatusOr<CursorPosition> position = decode(*options.cursor, "cursor");
+    if (!position.ok()) return position.status();
     if (position->done) {
       result.is_done = true;
       result.continue_cursor = *options.cursor;
@@ -437,10 +454,16 @@ absl::StatusOr<PaginationResult> TransactionState::Paginate(const QuerySpec& spe
       *range->index, range->lo, range->hi, spec.order,
       [&](Document document) -> absl::StatusOr<bool> {
         if (!spec.filter || spec.filter(document)) result.page.push_back(std::move(document));
-        return result.page.size() < options.num_items;
+        return end.has_value() || result.page.size() < options.num_items;
       },
       &last_key, &result.is_done);
   if (!status.ok()) return status;
+  if (end.has_value()) {
+    // The page ends where it ended before: the next page starts after the same key.
+    result.is_done = end->done;
+    result.continue_cursor = *options.end_cursor;
+    return result;
+  }
   result.continue_cursor =
       EncodeCursor(CursorPosition{.done = result.is_done, .key = result.is_done ? "" : last_key},
                    fingerprint, cursor_secret_);
