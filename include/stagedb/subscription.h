@@ -96,7 +96,8 @@ class Subscription {
 
   // Stops the subscription: when Unsubscribe returns no callback of it runs any more, and one
   // running on another thread has finished (Unsubscribe waits for it, unless called from inside
-  // that very callback). Idempotent.
+  // that very callback). Idempotent. So two callbacks running at once on two threads must not
+  // unsubscribe each other's subscriptions: each would wait for the other.
   void Unsubscribe();
 
   // False once unsubscribed, or when the database is closed.

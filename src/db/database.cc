@@ -396,11 +396,17 @@ absl::StatusOr<Subscription> Database::SubscribeValue(
   return Subscription(*std::move(state), impl_->registry);
 }
 
+// These may run callbacks, and a callback may destroy the database: the copy of the registry
+// keeps it alive until the call returns.
 absl::Status Database::WaitForDelivery(Timestamp timestamp, absl::Duration timeout) {
-  return impl_->registry->WaitForDelivery(timestamp, timeout);
+  const std::shared_ptr<internal::SubscriptionRegistry> registry = impl_->registry;
+  return registry->WaitForDelivery(timestamp, timeout);
 }
 
-size_t Database::DeliverPending() { return impl_->registry->DeliverPending(); }
+size_t Database::DeliverPending() {
+  const std::shared_ptr<internal::SubscriptionRegistry> registry = impl_->registry;
+  return registry->DeliverPending();
+}
 
 int Database::DeliveryFd() const { return impl_->registry->delivery_fd(); }
 

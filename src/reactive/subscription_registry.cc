@@ -83,21 +83,23 @@ absl::Status SubscriptionRegistry::RunBatch(const std::vector<StatePtr>& batch, 
   absl::StatusOr<Timestamp> snapshot =
       txn.ok() ? (*txn)->CommitTimestamp() : absl::StatusOr<Timestamp>(txn.status());
   if (!snapshot.ok()) {
+    // No snapshot: nothing to deliver (a result must come with a newer timestamp); the
+    // subscriptions stay dirty and run again.
     Lock lock(mu_);
-    for (const StatePtr& subscription : batch) {
-      if (initial) {
-        subscription->running = false;
-      } else {
-        Finish(subscription, subscription->snapshot, snapshot.status(), std::nullopt, log_token,
-               initial);
-      }
+    for (const StatePtr& s : batch) {
+      s->running = false;
+      if (initial || !s->active) continue;
+      if (s->running_since) LowerTo(s->dirty_since, *s->running_since);
+      s->running_since.reset();
+      if (s->dirty_since) QueueRun(s);
+      UpdateOutstanding(*s);
     }
     ReleaseLogToken(log_token);
     return snapshot.status();
   }
   struct Outcome {
     absl::StatusOr<Value> result;
-    std::optional<ReadSet> read_set;
+    ReadSet read_set;
   };
   std::vector<Outcome> outcomes;
   outcomes.reserve(batch.size());
@@ -105,7 +107,7 @@ absl::Status SubscriptionRegistry::RunBatch(const std::vector<StatePtr>& batch, 
     {
       Lock lock(mu_);
       if (!subscription->active) {
-        outcomes.push_back({absl::CancelledError("unsubscribed"), std::nullopt});
+        outcomes.push_back({absl::CancelledError("unsubscribed"), ReadSet()});
         continue;
       }
       subscription->executing = std::this_thread::get_id();
@@ -136,32 +138,27 @@ absl::Status SubscriptionRegistry::RunBatch(const std::vector<StatePtr>& batch, 
 }
 
 void SubscriptionRegistry::Finish(const StatePtr& state, Timestamp snapshot,
-                                  absl::StatusOr<Value> result, std::optional<ReadSet> read_set,
+                                  absl::StatusOr<Value> result, ReadSet read_set,
                                   uint64_t log_token, bool initial) {
   SubscriptionState& s = *state;
   s.running = false;
   if (!s.active || stopping_) return;
   // A first update is owed to every WaitForDelivery, whatever its timestamp.
   if (initial) s.running_since = Timestamp{0};
-  if (read_set) {
-    IndexReadSet(s, /*add=*/false);
-    s.read_set = *std::move(read_set);
-    IndexReadSet(s, /*add=*/true);
-    s.snapshot = snapshot;
-    // Commits published while the query ran were checked against the old read set, if at all:
-    // check those after the snapshot against the new one.
-    for (const LoggedCommit& commit : log_) {
-      if (commit.sequence < log_token || commit.timestamp <= snapshot) continue;
-      for (const std::string& key : commit.keys) {
-        if (ReadSetContains(s.read_set, key)) {
-          LowerTo(s.dirty_since, commit.timestamp);
-          break;
-        }
+  IndexReadSet(s, /*add=*/false);
+  s.read_set = std::move(read_set);
+  IndexReadSet(s, /*add=*/true);
+  s.snapshot = snapshot;
+  // Commits published while the query ran were checked against the old read set, if at all:
+  // check those after the snapshot against the new one.
+  for (const LoggedCommit& commit : log_) {
+    if (commit.sequence < log_token || commit.timestamp <= snapshot) continue;
+    for (const std::string& key : commit.keys) {
+      if (ReadSetContains(s.read_set, key)) {
+        LowerTo(s.dirty_since, commit.timestamp);
+        break;
       }
     }
-  } else {
-    // No snapshot: run again at the next commit that touches the old read set, or now.
-    LowerTo(s.dirty_since, s.running_since.value_or(snapshot));
   }
   if (s.dirty_since) QueueRun(state);
   if (SameResult(s, result)) {
@@ -283,6 +280,7 @@ void SubscriptionRegistry::NotifierLoop() {
       log_tokens_.insert(log_token);
       lock.unlock();
       const absl::Status status = RunBatch(batch, log_token, /*initial=*/false);
+      batch.clear();  // not under mu_: a last reference may destroy host objects
       // A storage failure is delivered as each query's result, and they run again: not at once.
       if (!status.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
       lock.lock();
@@ -313,16 +311,13 @@ size_t SubscriptionRegistry::DeliverQueued(Lock& lock) {
     }
   }
   size_t delivered = 0;
-  std::vector<StatePtr> busy;  // being delivered by another call; retried later
   while (!delivery_queue_.empty() && !stopping_) {
     StatePtr s = std::move(delivery_queue_.front());
     delivery_queue_.pop_front();
     s->queued_for_delivery = false;
     if (!s->active || !s->pending) continue;
-    if (s->delivering != std::thread::id()) {
-      busy.push_back(std::move(s));
-      continue;
-    }
+    // Being delivered by another call: that call queues the newer update when it is done.
+    if (s->delivering != std::thread::id()) continue;
     QueryUpdate update{.result = std::move(s->pending->result), .timestamp = s->pending->timestamp};
     s->pending.reset();
     s->delivering_since = s->pending_since;
@@ -351,11 +346,11 @@ size_t SubscriptionRegistry::DeliverQueued(Lock& lock) {
     --callbacks_running_;
     s->delivering = std::thread::id();
     s->delivering_since.reset();
+    QueueDelivery(s);  // a newer result that came in meanwhile
     UpdateOutstanding(*s);
     state_cv_.notify_all();
     ++delivered;
   }
-  for (StatePtr& s : busy) QueueDelivery(s);
   return delivered;
 }
 
@@ -373,7 +368,7 @@ bool SubscriptionRegistry::WaitForPending(absl::Duration timeout) {
 }
 
 absl::Status SubscriptionRegistry::WaitForDelivery(Timestamp timestamp, absl::Duration timeout) {
-  if (InCallbackOnThisThread() || std::this_thread::get_id() == notifier_id_) {
+  if (InCallbackOnThisThread() || std::this_thread::get_id() == notifier_id_.load()) {
     return absl::FailedPreconditionError(
         "WaitForDelivery was called from a subscription callback or query; it would wait for "
         "itself");
@@ -383,8 +378,7 @@ absl::Status SubscriptionRegistry::WaitForDelivery(Timestamp timestamp, absl::Du
   for (;;) {
     if (stopping_) return absl::FailedPreconditionError("the database is closed");
     if (outstanding_.empty() || *outstanding_.begin() > timestamp) return absl::OkStatus();
-    if (delivery == Delivery::kManual && !delivery_queue_.empty()) {
-      DeliverQueued(lock);
+    if (delivery == Delivery::kManual && !delivery_queue_.empty() && DeliverQueued(lock) > 0) {
       continue;
     }
     const absl::Duration left = deadline - absl::Now();
@@ -421,10 +415,12 @@ void SubscriptionRegistry::Deactivate(SubscriptionState& s) {
 }
 
 void SubscriptionRegistry::Unsubscribe(SubscriptionState& s) {
+  QueryFunction query;  // destroyed after the lock is released: it may hold host objects
   {
     Lock lock(mu_);
     Deactivate(s);
     AwaitQuiet(lock, s);
+    query = std::move(s.query);
   }
   s.signal.disconnect_all_slots();
 }
@@ -443,6 +439,9 @@ void SubscriptionRegistry::Shutdown() {
   std::vector<StatePtr> subscriptions;
   for (auto& [id, s] : subscriptions_) subscriptions.push_back(s);
   for (const StatePtr& s : subscriptions) Deactivate(*s);
+  // Dropped after the lock is released: a last reference may destroy host objects.
+  std::vector<StatePtr> run_queue = std::move(run_queue_);
+  std::deque<StatePtr> delivery_queue = std::move(delivery_queue_);
   run_queue_.clear();
   delivery_queue_.clear();
   // Host code running on other threads finishes before the database goes away; a callback on

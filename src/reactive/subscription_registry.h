@@ -15,6 +15,7 @@
 #ifndef STAGEDB_SRC_REACTIVE_SUBSCRIPTION_REGISTRY_H_
 #define STAGEDB_SRC_REACTIVE_SUBSCRIPTION_REGISTRY_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -119,13 +120,13 @@ class SubscriptionRegistry : public std::enable_shared_from_this<SubscriptionReg
 
   void NotifierLoop();
   // Runs each subscription's query on one new snapshot and finishes it. `batch` was marked
-  // running and `log_token` registered in the critical section that took it. Storage failure to
-  // open the snapshot is returned (each subscription then keeps its old read set).
+  // running and `log_token` registered in the critical section that took it. A failure to open
+  // the snapshot is returned; the subscriptions then stay dirty and run again.
   absl::Status RunBatch(const std::vector<StatePtr>& batch, uint64_t log_token, bool initial);
   // Installs a run's result and read set; the caller holds mu_.
   // Queues its first update or its change for delivery, and a re-run when commits came in.
   void Finish(const StatePtr& subscription, Timestamp snapshot, absl::StatusOr<Value> result,
-              std::optional<ReadSet> read_set, uint64_t log_token, bool initial);
+              ReadSet read_set, uint64_t log_token, bool initial);
   void IndexReadSet(SubscriptionState& subscription, bool add);
   void MarkDirty(const StatePtr& subscription, Timestamp commit);
   void QueueRun(const StatePtr& subscription);
@@ -147,7 +148,7 @@ class SubscriptionRegistry : public std::enable_shared_from_this<SubscriptionReg
   std::condition_variable state_cv_;  // waiters: outstanding timestamps, deliveries, host code
   bool stopping_ = false;
   std::thread notifier_;
-  std::thread::id notifier_id_;
+  std::atomic<std::thread::id> notifier_id_;
   uint64_t next_id_ = 1;
   absl::flat_hash_map<uint64_t, StatePtr> subscriptions_;
   absl::flat_hash_map<uint32_t, RangeTree> trees_;  // by index id
