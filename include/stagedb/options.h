@@ -19,6 +19,9 @@ struct TransactionLimits {
   size_t max_documents_written = 16'000;
   size_t max_bytes_written = size_t{16} << 20;
   size_t max_read_ranges = 4'096;  // reads: each Get and each query counts one
+  // A mutation whose reads were overwritten by a concurrent commit is re-run on a newer
+  // snapshot this many times; then Mutate returns Aborted naming the table and index.
+  size_t max_conflict_retries = 32;
 };
 
 // What a commit waits for before Mutate returns.

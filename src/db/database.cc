@@ -16,6 +16,7 @@
 #include "schema/schema.h"
 #include "stagedb/key_codec.h"
 #include "storage/lmdb_store.h"
+#include "transactions/committer.h"
 #include "transactions/transaction_state.h"
 #include "util/call_guarded.h"
 #include "values/document_codec.h"
@@ -221,6 +222,7 @@ class DatabaseImpl {
   std::string cursor_secret;
   // Shared with the subscription handles (weakly) and the notifier thread.
   std::shared_ptr<SubscriptionRegistry> registry;
+  std::unique_ptr<Committer> committer;  // hands each commit's write set to `registry`
 };
 
 }  // namespace internal
@@ -309,6 +311,11 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
                                  .limits = &impl->options.limits,
                                  .cursor_secret = impl->cursor_secret},
       impl->options.delivery);
+  impl->committer = std::make_unique<internal::Committer>(
+      *impl->store,
+      [registry = impl->registry.get()](Timestamp timestamp, const internal::WriteSet& writes) {
+        registry->Publish(timestamp, writes);
+      });
   return absl::WrapUnique(new Database(std::move(impl)));
 }
 
@@ -333,31 +340,48 @@ absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)>
     ~Pop() { stack.pop_back(); }
   } pop{mutating};
 
-  Timestamp committed = 0;
-  internal::WriteSet write_set;
-  absl::Status status = internal::RunWriteTransaction(
-      *impl_->store, [&](internal::StoreTxn& txn) -> absl::StatusOr<bool> {
-        absl::StatusOr<Timestamp> ts = txn.CommitTimestamp();
-        if (!ts.ok()) return ts.status();
-        internal::TransactionState state(*impl_->catalog, txn, impl_->options.limits, *ts,
-                                         impl_->cursor_secret);
-        if (absl::Status s = internal::CallGuarded([&] { return fn(state.transaction()); });
-            !s.ok()) {
-          return s;
-        }
-        committed = *ts;
-        if (!state.has_writes()) return false;  // read-only: nothing to commit
-        committed = *ts + 1;
-        if (absl::Status s = state.ApplyWrites(); !s.ok()) return s;
-        if (absl::Status s = txn.SetCommitTimestamp(committed); !s.ok()) return s;
-        write_set = state.TakeWriteSet();
-        return true;
-      });
-  if (!status.ok()) return status;
-  // After the commit, so that a subscription whose snapshot missed it is sure to be told.
-  if (!write_set.empty()) impl_->registry->Publish(committed, write_set);
-  if (commit_timestamp != nullptr) *commit_timestamp = committed;
-  return status;
+  // Optimistic: run on a snapshot, then validate and commit; a conflict re-runs the function
+  // on a newer snapshot, up to the limit.
+  absl::Status conflict;
+  const size_t attempts = std::max<size_t>(1, impl_->options.limits.max_conflict_retries + 1);
+  for (size_t attempt = 0; attempt < attempts; ++attempt) {
+    internal::Committer& committer = *impl_->committer;
+    const uint64_t token = committer.BeginTransaction();
+    struct End {
+      internal::Committer& committer;
+      uint64_t token;
+      ~End() { committer.EndTransaction(token); }
+    } end{committer, token};
+    absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl_->store->BeginRead();
+    if (!txn.ok()) return txn.status();
+    absl::StatusOr<Timestamp> snapshot = (*txn)->CommitTimestamp();
+    if (!snapshot.ok()) return snapshot.status();
+    internal::TransactionState state(*impl_->catalog, **txn, impl_->options.limits, *snapshot,
+                                     impl_->cursor_secret);
+    if (absl::Status s = internal::CallGuarded([&] { return fn(state.transaction()); }); !s.ok()) {
+      return s;
+    }
+    if (!state.has_writes()) {
+      // Read-only: serializable at its snapshot, nothing to commit.
+      if (commit_timestamp != nullptr) *commit_timestamp = *snapshot;
+      return absl::OkStatus();
+    }
+    const ReadSet read_set = state.TakeReadSet();
+    const internal::WriteSet writes = state.TakeWriteSet();
+    txn->reset();  // a leader may need to grow the map: hold no transaction while queued
+    internal::Committer::Outcome outcome = committer.Commit(*snapshot, read_set, writes);
+    if (outcome.conflict) {
+      conflict = outcome.status;
+      continue;
+    }
+    if (!outcome.status.ok()) return outcome.status;
+    if (commit_timestamp != nullptr) *commit_timestamp = outcome.commit;
+    return absl::OkStatus();
+  }
+  return absl::AbortedError(
+      absl::StrFormat("the mutation conflicted %d times (TransactionLimits::max_conflict_retries "
+                      "is %d); last: %s",
+                      attempts, impl_->options.limits.max_conflict_retries, conflict.message()));
 }
 
 namespace internal {

@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 
 namespace stagedb::internal {
 namespace {
@@ -281,14 +282,30 @@ absl::Status LmdbStore::AdoptMapSize() {
   return absl::OkStatus();
 }
 
-absl::Status LmdbStore::Grow(size_t observed_size) {
+bool LmdbStore::ThisThreadHoldsTransaction() const { return *HeldCount(this) > 0; }
+
+absl::Status LmdbStore::Grow(size_t observed_size, absl::Duration max_wait) {
   if (*HeldCount(this) > 0) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "database \"%s\" is full and cannot grow while this thread has a transaction open "
         "(is Mutate called from inside Query?)",
         path_));
   }
-  absl::MutexLock lock(&resize_mu_);
+  if (max_wait == absl::InfiniteDuration()) {
+    resize_mu_.Lock();
+  } else {
+    const absl::Time deadline = absl::Now() + max_wait;
+    while (!resize_mu_.TryLock()) {
+      if (absl::Now() >= deadline) {
+        return absl::UnavailableError("the map cannot grow while transactions are open");
+      }
+      absl::SleepFor(absl::Microseconds(200));
+    }
+  }
+  struct Unlock {
+    absl::Mutex& mu;
+    ~Unlock() { mu.Unlock(); }
+  } unlock{resize_mu_};
   // Writers that failed together on a full map each call Grow: the first grows, the rest retry.
   if (map_size_ > observed_size) return absl::OkStatus();
   if (map_size_ >= max_map_size_) {

@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 struct MDB_env;
 struct MDB_txn;
@@ -111,8 +112,11 @@ class LmdbStore {
 
   // Doubles the map, up to the maximum, unless another writer already grew it past
   // `observed_size` (the map_size() seen when the failed write began); ResourceExhausted when it
-  // is at the maximum. The calling thread must have no transaction of this store open.
-  absl::Status Grow(size_t observed_size);
+  // is at the maximum. The calling thread must have no transaction of this store open. It waits
+  // for every other transaction of the process to end, at most `max_wait`: then Unavailable.
+  absl::Status Grow(size_t observed_size, absl::Duration max_wait = absl::InfiniteDuration());
+  // Whether the calling thread has a transaction of this store open.
+  bool ThisThreadHoldsTransaction() const;
   size_t map_size() const;
   const std::string& path() const { return path_; }
 

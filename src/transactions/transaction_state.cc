@@ -635,14 +635,4 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
   return absl::OkStatus();
 }
 
-absl::Status TransactionState::ApplyWrites() {
-  for (const auto& [key, entry] : overlay_) {
-    if (entry.stored) continue;
-    absl::Status status = entry.value.has_value() ? txn_.Put(StoreDb::kData, key, *entry.value)
-                                                  : txn_.Delete(StoreDb::kData, key);
-    if (!status.ok()) return status;
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace stagedb::internal

@@ -63,9 +63,7 @@ class TransactionState {
   absl::Status Delete(const DocumentId& id);
 
   bool has_writes() const { return !overlay_.empty(); }
-  // Puts and deletes the buffered writes into the storage (write) transaction.
-  absl::Status ApplyWrites();
-  // Moves the write set out, after ApplyWrites; the transaction is over.
+  // Moves the write set out (for the committer to validate and write); the transaction is over.
   WriteSet TakeWriteSet() { return std::move(overlay_); }
 
  private:

@@ -1,0 +1,96 @@
+// Committer: the second half of an optimistic mutation. A mutation runs on its own LMDB read
+// snapshot at timestamp T, in the calling thread, recording its read set and buffering its writes
+// (TransactionState); then Commit validates its read set against the write sets of every commit
+// after T (an in-memory write log of recent commits) and writes it.
+//
+// Group commit (LevelDB's DBImpl::Write shape): callers queue; the first in the queue becomes the
+// leader, validates every waiting transaction in order (each also against the ones before it in
+// the group), writes the valid ones into one LMDB write transaction with one fsync, gives each the
+// next commit timestamp, hands each write set on (subscriptions) in commit order, and wakes the
+// others. A transaction that read anything written after its snapshot gets a conflict: the caller
+// re-runs it on a newer snapshot.
+//
+// Other processes may commit to the same file; their write sets are unknown here. When the
+// stored commit timestamp is ahead of the last commit this process made, every transaction with
+// an older snapshot conflicts, so serializability holds across processes too.
+#ifndef STAGEDB_SRC_TRANSACTIONS_COMMITTER_H_
+#define STAGEDB_SRC_TRANSACTIONS_COMMITTER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "stagedb/options.h"
+#include "stagedb/read_set.h"
+#include "storage/lmdb_store.h"
+#include "transactions/transaction_state.h"
+
+namespace stagedb::internal {
+
+class Committer {
+ public:
+  // `on_commit` receives each commit's timestamp and write set, in commit order, after the
+  // commit is durable, on the leader's thread and outside the committer's lock.
+  Committer(LmdbStore& store, std::function<void(Timestamp, const WriteSet&)> on_commit);
+
+  // Keeps the write log from dropping commits a transaction about to take its snapshot must be
+  // validated against. Call before opening the snapshot; EndTransaction after Commit (or when
+  // the transaction ends without one).
+  uint64_t BeginTransaction();
+  void EndTransaction(uint64_t token);
+
+  struct Outcome {
+    absl::Status status;    // OK, a conflict (Aborted), or a storage error
+    bool conflict = false;  // re-run on a newer snapshot
+    Timestamp commit = 0;   // when OK
+  };
+  // Validates and writes one finished transaction read at `snapshot`. Blocks until it is
+  // durable (or refused).
+  Outcome Commit(Timestamp snapshot, const ReadSet& read_set, const WriteSet& writes);
+
+ private:
+  struct Request {
+    Timestamp snapshot;
+    const ReadSet* read_set;
+    const WriteSet* writes;
+    bool holds_transaction;  // its thread has a read transaction open (Mutate inside Query)
+    bool done = false;
+    Outcome outcome;
+  };
+  struct LoggedCommit {
+    Timestamp timestamp;
+    std::vector<std::string> keys;  // storage keys, sorted
+  };
+
+  // Writes `group` (the leader's request first); fills each outcome.
+  void CommitGroup(std::vector<Request*>& group);
+  // The first read range of `request` that a commit after its snapshot wrote, described; empty
+  // when none did. `group_commits` are the group's members validated before it.
+  std::string FindConflict(const Request& request,
+                           const std::vector<LoggedCommit>& group_commits) const;
+  // Fails, and wakes, the queued requests whose threads hold a read transaction: the map cannot
+  // grow while they wait. The caller holds mu_.
+  void FailHoldersLocked(const absl::Status& status);
+
+  LmdbStore& store_;
+  const std::function<void(Timestamp, const WriteSet&)> on_commit_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Request*> queue_;
+  // Only the leader (one at a time, so no lock is needed to read it) reads and changes log_; it
+  // changes it under mu_, which orders it with the next leader.
+  std::deque<LoggedCommit> log_;
+  Timestamp last_commit_ = 0;        // the newest commit this process knows the write set of
+  bool known_ = false;               // last_commit_ has been read from the store
+  std::multiset<Timestamp> active_;  // the log position each running transaction needs
+};
+
+}  // namespace stagedb::internal
+
+#endif  // STAGEDB_SRC_TRANSACTIONS_COMMITTER_H_
