@@ -37,8 +37,9 @@
 
 namespace stagedb_bench {
 
-// subscription_bench.cc: the stagedb-only subscription workloads, stores under `dir`.
+// subscription_bench.cc, commit_bench.cc: stagedb-only workloads, stores under `dir`.
 void RegisterSubscriptionBenchmarks(const std::string& dir);
+void RegisterCommitBenchmarks(const std::string& dir);
 
 namespace {
 
@@ -319,6 +320,7 @@ int main(int argc, char** argv) {
     }
   }
   RegisterSubscriptionBenchmarks(g_root);
+  RegisterCommitBenchmarks(g_root);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   g_preloaded.clear();

@@ -8,8 +8,11 @@
 //
 // Mutations are serializable (guarantee 1) and atomic (guarantee 2): a function that returns an
 // error, or throws, leaves nothing behind, and Mutate returns that error (a thrown exception
-// becomes an Unknown status naming it). A mutation's function may run more than once (when it
-// is retried), so it should have no effects outside the transaction.
+// becomes an Unknown status naming it). Mutations run optimistically and in parallel, each on
+// its own snapshot; one whose reads a concurrent commit overwrote runs again on a newer
+// snapshot, so a mutation's function may run more than once and should have no effects outside
+// the transaction. Past TransactionLimits::max_conflict_retries re-runs, Mutate returns Aborted
+// naming the table and index of the conflict. Concurrent commits share one fsync.
 #ifndef STAGEDB_DATABASE_H_
 #define STAGEDB_DATABASE_H_
 
@@ -82,7 +85,8 @@ class Database {
   // Runs `fn(Reader&)` on a snapshot of the latest commit. `fn` returns absl::Status or
   // absl::StatusOr<T>; Query returns the same type. Inside a mutation of this database, read
   // through its Transaction instead: Query (and Mutate) there fail with FailedPrecondition.
-  // A Mutate inside Query works, but cannot grow a full map (the Query holds it).
+  // A Mutate inside Query works, but fails with ResourceExhausted if the map must grow first
+  // (it cannot while the Query's snapshot is open).
   template <typename Fn>
   auto Query(Fn&& fn) -> std::invoke_result_t<Fn&, Reader&>;
 
