@@ -3,9 +3,11 @@
 // TransactionLimits::max_conflict_retries Mutate returns Aborted naming the table and index.
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "stagedb/stagedb.h"
 #include "test_matchers.h"
@@ -126,6 +128,47 @@ TEST_CASE("two racing inserts of one unique value: one commits, the other re-run
       db->Query([&](Reader& r) { return r.Table("counters").Collect(); });
   REQUIRE_OK(all);
   CHECK(all->size() == 1);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_CASE("a conflict storm ends with Aborted errors, not a hang, and stays consistent") {
+  TempDir dir;
+  Options options{.path = dir.Sub("db"), .schema_json = kSchema, .durability = Durability::kNoSync};
+  options.limits.max_conflict_retries = 1;
+  auto db = OpenOrFail(options);
+  const DocumentId id = MustInsert(*db, "counters", {{"name", "hot"}, {"value", 0}});
+  std::atomic<int> committed = 0, aborted = 0, other = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 40; ++i) {
+        absl::Status s = db->Mutate([&](Transaction& tx) -> absl::Status {
+          absl::StatusOr<std::optional<Document>> counter = tx.Get(id);
+          if (!counter.ok()) return counter.status();
+          // Hold the read open so that the threads overlap: every one conflicts with the rest.
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          return tx.Patch(id, {{"value", (**counter)["value"].as_int64() + 1}});
+        });
+        if (s.ok()) {
+          ++committed;
+        } else if (s.code() == absl::StatusCode::kAborted) {
+          ++aborted;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  CHECK(other == 0);
+  CHECK(committed + aborted == 320);
+  CHECK(aborted > 0);  // 8 overlapping read-modify-writes with one retry each: some give up
+  absl::StatusOr<std::optional<Document>> counter = db->Query([&](Reader& r) { return r.Get(id); });
+  REQUIRE_OK(counter);
+  CHECK((**counter)["value"] == Value(static_cast<int64_t>(committed)));
 }
 
 }  // namespace
