@@ -88,12 +88,7 @@ int Scaled(int n, int min = 1) {
   return std::max(min, static_cast<int>(static_cast<double>(n) * Scale() + 0.5));
 }
 
-uint64_t Seed() {
-  if (const char* env = std::getenv("STAGEDB_TEST_SEED"); env != nullptr) {
-    return std::strtoull(env, nullptr, 10);
-  }
-  return 20240611;
-}
+uint64_t Seed() { return stagedb::testing::TestSeed(20240611); }
 
 bool Verbose() { return std::getenv("STAGEDB_TEST_VERBOSE") != nullptr; }
 

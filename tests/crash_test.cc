@@ -70,12 +70,7 @@ constexpr int64_t kGroups = 8;
 // The child stops on its own after this many commits (it is always killed long before).
 constexpr int kMaxChildCommits = 1'000'000;
 
-uint64_t Seed() {
-  if (const char* env = std::getenv("STAGEDB_TEST_SEED"); env != nullptr) {
-    return std::strtoull(env, nullptr, 10);
-  }
-  return 20240611;
-}
+uint64_t Seed() { return stagedb::testing::TestSeed(20240611); }
 
 int Trials() {
   if (const char* env = std::getenv("STAGEDB_CRASH_TRIALS"); env != nullptr) {

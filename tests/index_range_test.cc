@@ -55,12 +55,7 @@ constexpr char kSchema[] = R"json({
   }
 })json";
 
-uint64_t Seed() {
-  if (const char* env = std::getenv("STAGEDB_TEST_SEED"); env != nullptr) {
-    return std::strtoull(env, nullptr, 10);
-  }
-  return 20240611;
-}
+uint64_t Seed() { return stagedb::testing::TestSeed(20240611); }
 
 const Value kUndefined{Undefined{}};
 

@@ -49,12 +49,7 @@ constexpr char kSchema[] = R"json({
   }
 })json";
 
-uint64_t Seed() {
-  if (const char* env = std::getenv("STAGEDB_TEST_SEED"); env != nullptr) {
-    return std::strtoull(env, nullptr, 10);
-  }
-  return 77031;
-}
+uint64_t Seed() { return stagedb::testing::TestSeed(77031); }
 
 std::unique_ptr<Database> OpenDb(const std::string& path) {
   auto db = Database::Open({.path = path, .schema_json = kSchema});

@@ -27,4 +27,9 @@ std::string SourceDir() {
   return dir != nullptr ? dir : ".";
 }
 
+uint64_t TestSeed(uint64_t fallback) {
+  const char* env = std::getenv("STAGEDB_TEST_SEED");
+  return env != nullptr ? std::strtoull(env, nullptr, 10) : fallback;
+}
+
 }  // namespace stagedb::testing

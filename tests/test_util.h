@@ -2,12 +2,17 @@
 #ifndef STAGEDB_TESTS_TEST_UTIL_H_
 #define STAGEDB_TESTS_TEST_UTIL_H_
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
 #include "absl/status/status.h"
 
 namespace stagedb::testing {
+
+// The seed of a randomized test: STAGEDB_TEST_SEED when set, else `fallback` (the test's fixed
+// seed). Tests print it on failure.
+uint64_t TestSeed(uint64_t fallback);
 
 // A fresh empty directory under the system temp dir, removed when this object is destroyed.
 class TempDir {

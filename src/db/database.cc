@@ -313,8 +313,8 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
       impl->options.delivery);
   impl->committer = std::make_unique<internal::Committer>(
       *impl->store,
-      [registry = impl->registry.get()](Timestamp timestamp, const internal::WriteSet& writes) {
-        registry->Publish(timestamp, writes);
+      [registry = impl->registry.get()](Timestamp timestamp, const internal::CommitKeys& keys) {
+        registry->Publish(timestamp, keys);
       });
   return absl::WrapUnique(new Database(std::move(impl)));
 }

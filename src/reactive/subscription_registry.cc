@@ -28,16 +28,6 @@ bool SameResult(const SubscriptionState& s, const absl::StatusOr<Value>& result)
   return !s.last_delivered_ok && s.last_error == result.status();
 }
 
-bool ReadSetContains(const ReadSet& read_set, std::string_view storage_key) {
-  if (storage_key.size() < kIndexPrefixBytes) return false;
-  const uint32_t index_id = IndexIdOf(storage_key);
-  const std::string_view key = storage_key.substr(kIndexPrefixBytes);
-  for (const ReadRange& range : read_set.ranges()) {
-    if (range.index_id == index_id && range.start <= key && key < range.end) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 SubscriptionRegistry::SubscriptionRegistry(QueryEnvironment environment, Delivery delivery)
@@ -153,11 +143,8 @@ void SubscriptionRegistry::Finish(const StatePtr& state, Timestamp snapshot,
   // check those after the snapshot against the new one.
   for (const LoggedCommit& commit : log_) {
     if (commit.sequence < log_token || commit.timestamp <= snapshot) continue;
-    for (const std::string& key : commit.keys) {
-      if (ReadSetContains(s.read_set, key)) {
-        LowerTo(s.dirty_since, commit.timestamp);
-        break;
-      }
+    if (FirstRangeWritten(s.read_set, commit.keys) != nullptr) {
+      LowerTo(s.dirty_since, commit.timestamp);
     }
   }
   if (s.dirty_since) QueueRun(state);
@@ -229,15 +216,14 @@ void SubscriptionRegistry::ReleaseLogToken(uint64_t log_token) {
   while (!log_.empty() && log_.front().sequence < keep_from) log_.pop_front();
 }
 
-void SubscriptionRegistry::Publish(Timestamp timestamp, const WriteSet& writes) {
+void SubscriptionRegistry::Publish(Timestamp timestamp, const CommitKeys& keys) {
   Lock lock(mu_);
   if (subscriptions_.empty() && log_tokens_.empty()) return;
   if (!log_tokens_.empty()) {
     LoggedCommit& commit = log_.emplace_back();
     commit.sequence = next_sequence_++;
     commit.timestamp = timestamp;
-    commit.keys.reserve(writes.size());
-    for (const auto& [key, entry] : writes) commit.keys.push_back(key);
+    commit.keys = keys;  // kept only while runs are in flight
   }
   if (trees_.empty()) return;
   auto hit = [&](uint64_t owner) {
@@ -251,7 +237,7 @@ void SubscriptionRegistry::Publish(Timestamp timestamp, const WriteSet& writes) 
     }
     MarkDirty(s, timestamp);
   };
-  for (const auto& [key, entry] : writes) {
+  for (const std::string& key : keys) {
     if (key.size() < kIndexPrefixBytes) continue;
     auto tree = trees_.find(IndexIdOf(key));
     if (tree == trees_.end()) continue;

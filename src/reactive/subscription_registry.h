@@ -95,8 +95,8 @@ class SubscriptionRegistry : public std::enable_shared_from_this<SubscriptionReg
   void Unsubscribe(SubscriptionState& subscription);
   bool IsActive(const SubscriptionState& subscription);
 
-  // Called after every commit with its timestamp and write set.
-  void Publish(Timestamp timestamp, const WriteSet& writes);
+  // Called after every commit with its timestamp and written keys.
+  void Publish(Timestamp timestamp, const CommitKeys& keys);
 
   absl::Status WaitForDelivery(Timestamp timestamp, absl::Duration timeout);
   size_t DeliverPending();
@@ -115,7 +115,7 @@ class SubscriptionRegistry : public std::enable_shared_from_this<SubscriptionReg
   struct LoggedCommit {
     uint64_t sequence;
     Timestamp timestamp;
-    std::vector<std::string> keys;
+    CommitKeys keys;
   };
 
   void NotifierLoop();

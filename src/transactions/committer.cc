@@ -4,8 +4,6 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
-#include "schema/catalog.h"
-#include "stagedb/key_codec.h"
 
 namespace stagedb::internal {
 namespace {
@@ -13,16 +11,9 @@ namespace {
 // Groups are capped so one leader does not hold its callers for too long.
 constexpr size_t kMaxGroup = 256;
 
-std::vector<std::string> KeysOf(const WriteSet& writes) {
-  std::vector<std::string> keys;
-  keys.reserve(writes.size());
-  for (const auto& [key, entry] : writes) keys.push_back(key);
-  return keys;
-}
-
 }  // namespace
 
-Committer::Committer(LmdbStore& store, std::function<void(Timestamp, const WriteSet&)> on_commit)
+Committer::Committer(LmdbStore& store, std::function<void(Timestamp, const CommitKeys&)> on_commit)
     : store_(store), on_commit_(std::move(on_commit)) {}
 
 uint64_t Committer::BeginTransaction() {
@@ -41,13 +32,7 @@ std::string Committer::FindConflict(const Request& request,
                                     const std::vector<LoggedCommit>& group_commits) const {
   auto written_in = [&](const LoggedCommit& commit) -> const ReadRange* {
     if (commit.timestamp <= request.snapshot) return nullptr;
-    for (const ReadRange& range : request.read_set->ranges()) {
-      const std::string prefix = IndexPrefix(range.index_id);
-      const std::string start = prefix + range.start;
-      auto key = std::lower_bound(commit.keys.begin(), commit.keys.end(), start);
-      if (key != commit.keys.end() && *key < prefix + range.end) return &range;
-    }
-    return nullptr;
+    return FirstRangeWritten(*request.read_set, commit.keys);
   };
   const ReadRange* hit = nullptr;
   for (const LoggedCommit& commit : log_) {
@@ -108,7 +93,6 @@ Committer::Outcome Committer::Commit(Timestamp snapshot, const ReadSet& read_set
 void Committer::CommitGroup(std::vector<Request*>& group) {
   for (;;) {
     std::vector<LoggedCommit> committed;  // this group's, in order
-    std::vector<Request*> writers;
     absl::Status failure;
     const size_t observed_map_size = store_.map_size();
     {
@@ -146,26 +130,24 @@ void Committer::CommitGroup(std::vector<Request*>& group) {
           if (!failure.ok()) break;
           request->outcome.commit = ++next;
           committed.push_back({next, KeysOf(*request->writes)});
-          writers.push_back(request);
         }
-        if (failure.ok() && !writers.empty()) {
+        if (failure.ok() && !committed.empty()) {
           failure = (*txn)->SetCommitTimestamp(next);
           if (failure.ok()) failure = (*txn)->Commit();
         }
       }
     }
     if (failure.ok()) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        for (LoggedCommit& commit : committed) {
-          last_commit_ = commit.timestamp;
-          log_.push_back(std::move(commit));
-        }
-        // Kept only while a running transaction may need it: one whose snapshot is older.
-        const Timestamp keep_after = active_.empty() ? last_commit_ : *active_.begin();
-        while (!log_.empty() && log_.front().timestamp <= keep_after) log_.pop_front();
+      // The next leader starts after this one returns, so the order of these two steps is free.
+      for (const LoggedCommit& commit : committed) on_commit_(commit.timestamp, commit.keys);
+      std::lock_guard<std::mutex> lock(mu_);
+      for (LoggedCommit& commit : committed) {
+        last_commit_ = commit.timestamp;
+        log_.push_back(std::move(commit));
       }
-      for (Request* writer : writers) on_commit_(writer->outcome.commit, *writer->writes);
+      // Kept only while a running transaction may need it: one whose snapshot is older.
+      const Timestamp keep_after = active_.empty() ? last_commit_ : *active_.begin();
+      while (!log_.empty() && log_.front().timestamp <= keep_after) log_.pop_front();
       return;
     }
     if (!IsMapFull(failure)) {

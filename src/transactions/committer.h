@@ -35,9 +35,9 @@ namespace stagedb::internal {
 
 class Committer {
  public:
-  // `on_commit` receives each commit's timestamp and write set, in commit order, after the
+  // `on_commit` receives each commit's timestamp and written keys, in commit order, after the
   // commit is durable, on the leader's thread and outside the committer's lock.
-  Committer(LmdbStore& store, std::function<void(Timestamp, const WriteSet&)> on_commit);
+  Committer(LmdbStore& store, std::function<void(Timestamp, const CommitKeys&)> on_commit);
 
   // Keeps the write log from dropping commits a transaction about to take its snapshot must be
   // validated against. Call before opening the snapshot; EndTransaction after Commit (or when
@@ -65,7 +65,7 @@ class Committer {
   };
   struct LoggedCommit {
     Timestamp timestamp;
-    std::vector<std::string> keys;  // storage keys, sorted
+    CommitKeys keys;
   };
 
   // Writes `group` (the leader's request first); fills each outcome.
@@ -79,7 +79,7 @@ class Committer {
   void FailHoldersLocked(const absl::Status& status);
 
   LmdbStore& store_;
-  const std::function<void(Timestamp, const WriteSet&)> on_commit_;
+  const std::function<void(Timestamp, const CommitKeys&)> on_commit_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Request*> queue_;

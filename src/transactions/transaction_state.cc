@@ -635,4 +635,27 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
   return absl::OkStatus();
 }
 
+CommitKeys KeysOf(const WriteSet& writes) {
+  CommitKeys keys;
+  keys.reserve(writes.size());
+  for (const auto& [key, entry] : writes) keys.push_back(key);
+  return keys;
+}
+
+const ReadRange* FirstRangeWritten(const ReadSet& read_set, const std::vector<std::string>& keys) {
+  // Storage keys order by index id (the big-endian prefix), then by the index key.
+  auto before = [](const std::string& key, uint32_t index_id, std::string_view index_key) {
+    const uint32_t id = IndexIdOf(key);
+    if (id != index_id) return id < index_id;
+    return std::string_view(key).substr(kIndexPrefixBytes) < index_key;
+  };
+  for (const ReadRange& range : read_set.ranges()) {
+    auto key = std::partition_point(keys.begin(), keys.end(), [&](const std::string& k) {
+      return before(k, range.index_id, range.start);
+    });
+    if (key != keys.end() && before(*key, range.index_id, range.end)) return &range;
+  }
+  return nullptr;
+}
+
 }  // namespace stagedb::internal

@@ -35,6 +35,15 @@ struct PendingEntry {
 // every index), in key order, with the entry's state after the commit.
 using WriteSet = absl::btree_map<std::string, PendingEntry>;
 
+// A committed write set's storage keys, sorted: what the committer's write log and the
+// subscriptions' log keep of a commit. (A copy each, not a shared_ptr: TSan reports libstdc++'s
+// shared_ptr release as a race when the last two owners are on different threads.)
+using CommitKeys = std::vector<std::string>;
+CommitKeys KeysOf(const WriteSet& writes);
+// The first range of `read_set` that holds one of `keys` (sorted storage keys), or null: whether
+// a commit wrote anything a transaction or query read.
+const ReadRange* FirstRangeWritten(const ReadSet& read_set, const std::vector<std::string>& keys);
+
 class TransactionState {
  public:
   // `txn` is the storage snapshot (a write transaction for a mutation); `timestamp` its commit
