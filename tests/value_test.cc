@@ -486,7 +486,7 @@ TEST_CASE("The document codec refuses unknown versions and corrupt input", "[doc
 
   std::string other_version = bytes;
   other_version[0] = static_cast<char>(internal::kDocumentFormatVersion + 1);
-  check_data_loss(other_version, "unknown document format version 2");
+  check_data_loss(other_version, "unknown document format version 3");
   check_data_loss("", "empty");
   check_data_loss(bytes + "x", "after the end");
   // Every proper prefix is refused (never read as a shorter document).
@@ -495,16 +495,19 @@ TEST_CASE("The document codec refuses unknown versions and corrupt input", "[doc
     check_data_loss(std::string_view(bytes).substr(0, length), "");
   }
 
-  // A huge length must be refused before it is allocated. Layout: version, byte-order flag,
-  // root type, 8-byte field count, then the first field name's 8-byte length.
-  std::string huge_length = bytes;
-  for (int i = 11; i < 19; ++i) huge_length[i] = '\x7f';
+  // A huge length must be refused before it is allocated. Layout: version, root type, field
+  // count (a one-byte varint), then the first field name's length, replaced by a huge varint.
+  REQUIRE(bytes[3] == 3);  // "_id"
+  const std::string huge_length =
+      bytes.substr(0, 3) + "\xff\xff\xff\xff\xff\xff\xff\xff\x7f" + bytes.substr(4);
   check_data_loss(huge_length, "exceeds the input");
+  // A varint longer than 64 bits.
+  check_data_loss(bytes.substr(0, 3) + std::string(11, '\xff'), "truncated");
 
   // A root that is not an object.
   std::string not_object = bytes;
-  not_object[2] = static_cast<char>(Type::kNull);
-  check_data_loss(not_object.substr(0, 3), "not an object");
+  not_object[1] = static_cast<char>(Type::kNull);
+  check_data_loss(not_object.substr(0, 2), "not an object");
 
   // Random corruption: refused or decoded, never a crash.
   std::mt19937_64 rng(5);
@@ -519,12 +522,47 @@ TEST_CASE("The document codec refuses unknown versions and corrupt input", "[doc
   }
 
   // Deep nesting (as corrupt data could claim) is refused, not a stack overflow.
-  std::string deep = bytes.substr(0, 2);
+  std::string deep = bytes.substr(0, 2) +
+                     "\x01\x01"
+                     "a";  // version, object, one field "a"
   for (int i = 0; i < 100000; ++i) {
     deep += static_cast<char>(Type::kArray);
-    deep += std::string("\x01\0\0\0\0\0\0\0", 8);  // one element, little-endian
+    deep += '\x01';  // one element
   }
   check_data_loss(deep, "nested too deeply");
+}
+
+TEST_CASE("The document codec still reads format version 1 (Cereal)", "[document_codec]") {
+  // Written by the version-1 encoder of an earlier build.
+  const std::string v1 =
+      "\x01\x01\x08\x04\x00\x00\x00\x00\x00\x00\x00\x0d\x00\x00\x00\x00\x00\x00\x00\x5f\x63\x72\x65"
+      "\x61\x74\x69\x6f\x6e\x54\x69\x6d\x65\x03\x00\x00\x80\x56\xfe\xbc\x78\x42\x03\x00\x00\x00"
+      "\x00\x00\x00\x00\x5f\x69\x64\x05\x05\x00\x00\x00\x00\x00\x00\x00\x6b\x31\x61\x62\x63\x01"
+      "\x00\x00\x00\x00\x00\x00\x00\x61\x07\x05\x00\x00\x00\x00\x00\x00\x00\x02\xfb\xff\xff\xff"
+      "\xff\xff\xff\xff\x05\x03\x00\x00\x00\x00\x00\x00\x00\x74\x77\x6f\x01\x04\x01\x08\x01\x00"
+      "\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x62\x06\x02\x00\x00\x00\x00\x00"
+      "\x00\x00\x00\x78\x01\x00\x00\x00\x00\x00\x00\x00\x66\x03\x00\x00\x00\x00\x00\x00\xe0\xbf"s;
+  const Object want = {
+      {"_creationTime", 1.7e12},
+      {"_id", "k1abc"},
+      {"a", Array{Value::Int64(-5), "two", nullptr, true, Object{{"b", Bytes{"\0x"s}}}}},
+      {"f", -0.5}};
+  absl::StatusOr<Object> got = internal::DecodeDocument(v1);
+  REQUIRE(got.ok());
+  CHECK(Value(*got) == Value(want));
+  // Truncated version-1 input is refused, as in the current format.
+  for (size_t length = 0; length < v1.size(); ++length) {
+    CHECK_FALSE(internal::DecodeDocument(std::string_view(v1).substr(0, length)).ok());
+  }
+}
+
+TEST_CASE("The document codec is compact", "[document_codec]") {
+  // Small counts, lengths and integers take one byte each: no 8-byte length prefixes.
+  const Object fields = {{"n", Value::Int64(-3)}, {"s", "abc"}};
+  std::string bytes;
+  internal::EncodeDocument(fields, &bytes);
+  // version, object, count, ("n", int64 tag, zigzag -3), ("s", string tag, length, "abc")
+  CHECK(bytes.size() == 3 + (2 + 1 + 1) + (2 + 1 + 1 + 3));
 }
 
 // ---- DocumentId ----

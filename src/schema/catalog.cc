@@ -57,7 +57,9 @@ std::string KeySuccessor(std::string_view key) {
 }
 
 std::string IndexInfo::KeyPrefixFor(const Object& document, size_t n) const {
-  std::string key = prefix;
+  std::string key;
+  key.reserve(96);  // most keys fit: one allocation instead of a growth per field
+  key = prefix;
   for (size_t i = 0; i < n; ++i) EncodeKey(ValueAtPath(document, key_paths[i]), &key);
   return key;
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "stagedb/document.h"
 #include "stagedb/id.h"
 #include "values/value_internal.h"
 
@@ -234,9 +235,19 @@ std::string Validator::Describe() const {
   }
 }
 
-void Validator::Check(const Value& value, const std::string& path, const TableNumberLookup& tables,
-                      std::vector<Violation>* out) const {
-  auto fail = [&](std::string message) { out->push_back({path, std::move(message)}); };
+std::string Validator::FieldPath::ToString() const {
+  if (parent == nullptr) return std::string(name);
+  std::string prefix = parent->ToString();
+  if (is_element) return absl::StrFormat("%s[%d]", prefix, index);
+  if (prefix.empty()) return std::string(name);
+  prefix.push_back('.');
+  prefix.append(name);
+  return prefix;
+}
+
+void Validator::CheckAt(const Value& value, const FieldPath& path, const TableNumberLookup& tables,
+                        std::vector<Violation>* out) const {
+  auto fail = [&](std::string message) { out->push_back({path.ToString(), std::move(message)}); };
   auto mismatch = [&] {
     fail(value.is_undefined()
              ? absl::StrFormat("required field is missing (expected %s)", Describe())
@@ -269,7 +280,7 @@ void Validator::Check(const Value& value, const std::string& path, const TableNu
       if (value != literal_) mismatch();
       return;
     case Kind::kOptional:
-      if (!value.is_undefined()) children_[0].Check(value, path, tables, out);
+      if (!value.is_undefined()) children_[0].CheckAt(value, path, tables, out);
       return;
     case Kind::kId: {
       if (!value.is_string()) return mismatch();
@@ -288,7 +299,7 @@ void Validator::Check(const Value& value, const std::string& path, const TableNu
       std::vector<Violation> scratch;
       for (const Validator& member : children_) {
         scratch.clear();
-        member.Check(value, path, tables, &scratch);
+        member.CheckAt(value, path, tables, &scratch);
         if (scratch.empty()) return;
       }
       if (children_.size() == 1) {
@@ -302,16 +313,17 @@ void Validator::Check(const Value& value, const std::string& path, const TableNu
       if (!value.is_array()) return mismatch();
       const Array& array = value.as_array();
       for (size_t i = 0; i < array.size(); ++i) {
-        children_[0].Check(array[i], absl::StrFormat("%s[%d]", path, i), tables, out);
+        children_[0].CheckAt(array[i], FieldPath{.parent = &path, .index = i, .is_element = true},
+                             tables, out);
       }
       return;
     }
     case Kind::kRecord: {
       if (!value.is_object()) return mismatch();
       for (const auto& [key, field_value] : value.as_object()) {
-        const std::string field_path = path.empty() ? key : path + "." + key;
-        children_[0].Check(Value(key), field_path, tables, out);
-        children_[1].Check(field_value, field_path, tables, out);
+        const FieldPath field_path{.parent = &path, .name = key};
+        children_[0].CheckAt(Value(key), field_path, tables, out);
+        children_[1].CheckAt(field_value, field_path, tables, out);
       }
       return;
     }
@@ -321,22 +333,39 @@ void Validator::Check(const Value& value, const std::string& path, const TableNu
   }
 }
 
-void Validator::CheckObject(const Object& object, const std::string& path,
+void Validator::CheckObject(const Object& object, const FieldPath& path,
                             const TableNumberLookup& tables, std::vector<Violation>* out) const {
-  for (const auto& [name, field] : fields_) {
-    auto it = object.find(name);
-    field.Check(it == object.end() ? UndefinedValue() : it->second,
-                path.empty() ? name : path + "." + name, tables, out);
-  }
-  for (const auto& [name, field_value] : object) {
-    // At the top level, `_id` and `_creationTime` are the system fields.
-    const bool system = path.empty() && (name == "_id" || name == "_creationTime");
-    if (!system && !fields_.contains(name)) {
-      out->push_back(
-          {path.empty() ? name : path + "." + name,
-           absl::StrFormat("field is not in the schema (value %s)", DebugString(field_value, 60))});
+  // Both are in ascending name order: one merge walk pairs each declared field with its value
+  // (undefined when missing) and finds the undeclared ones, without a lookup per field.
+  const bool top_level = path.parent == nullptr && path.name.empty();
+  std::vector<Violation> undeclared;  // reported after the declared fields' violations
+  auto declared = fields_.begin();
+  auto given = object.begin();
+  while (declared != fields_.end() || given != object.end()) {
+    const bool only_declared =
+        given == object.end() || (declared != fields_.end() && declared->first < given->first);
+    if (only_declared) {
+      declared->second.CheckAt(UndefinedValue(),
+                               FieldPath{.parent = &path, .name = declared->first}, tables, out);
+      ++declared;
+    } else if (declared == fields_.end() || given->first < declared->first) {
+      // At the top level, `_id` and `_creationTime` are the system fields.
+      const std::string& name = given->first;
+      if (!top_level || (name != kIdField && name != kCreationTimeField)) {
+        undeclared.push_back({FieldPath{.parent = &path, .name = name}.ToString(),
+                              absl::StrFormat("field is not in the schema (value %s)",
+                                              DebugString(given->second, 60))});
+      }
+      ++given;
+    } else {
+      declared->second.CheckAt(given->second, FieldPath{.parent = &path, .name = declared->first},
+                               tables, out);
+      ++declared;
+      ++given;
     }
   }
+  out->insert(out->end(), std::make_move_iterator(undeclared.begin()),
+              std::make_move_iterator(undeclared.end()));
 }
 
 }  // namespace stagedb::internal

@@ -60,11 +60,13 @@ class Validator {
   // Appends to `out` every violation of `value` (at `path`), at most a few per field.
   // Undefined stands for a missing field: only optional accepts it.
   void Check(const Value& value, const std::string& path, const TableNumberLookup& tables,
-             std::vector<Violation>* out) const;
+             std::vector<Violation>* out) const {
+    CheckAt(value, FieldPath{.name = path}, tables, out);
+  }
   // Check for a whole document (this is the table's object validator); system fields pass.
   void CheckDocument(const Object& document, const TableNumberLookup& tables,
                      std::vector<Violation>* out) const {
-    CheckObject(document, "", tables, out);
+    CheckObject(document, FieldPath{}, tables, out);
   }
   // "int64", "id(tasks)", "union of ...": for error messages.
   std::string Describe() const;
@@ -74,7 +76,19 @@ class Validator {
   }
 
  private:
-  void CheckObject(const Object& object, const std::string& path, const TableNumberLookup& tables,
+  // A value's place in the document, spelled out ("meta.tags[2]") only when a violation needs
+  // it: building the string for every value checked was most of the cost of validation.
+  struct FieldPath {
+    const FieldPath* parent = nullptr;  // nullptr: `name` is the whole path (the root)
+    std::string_view name;              // a field name, unless this is an array element
+    size_t index = 0;
+    bool is_element = false;
+    std::string ToString() const;
+  };
+
+  void CheckAt(const Value& value, const FieldPath& path, const TableNumberLookup& tables,
+               std::vector<Violation>* out) const;
+  void CheckObject(const Object& object, const FieldPath& path, const TableNumberLookup& tables,
                    std::vector<Violation>* out) const;
 
   Kind kind_ = Kind::kAny;

@@ -1,9 +1,10 @@
 #include "values/document_codec.h"
 
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <istream>
-#include <ostream>
 #include <streambuf>
 #include <string>
 #include <string_view>
@@ -18,29 +19,129 @@
 namespace stagedb::internal {
 namespace {
 
-// Writes straight into a std::string, so encoding needs no intermediate copy.
-class StringSink : public std::streambuf {
- public:
-  void Reset(std::string* out) { out_ = out; }
+// ---- Writing (the current format) ----
 
- protected:
-  int_type overflow(int_type c) override {
-    if (!traits_type::eq_int_type(c, traits_type::eof())) {
-      out_->push_back(traits_type::to_char_type(c));
-    }
-    return traits_type::not_eof(c);
+void AppendVarint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7F) | 0x80));
+    v >>= 7;
   }
-  std::streamsize xsputn(const char* s, std::streamsize n) override {
-    out_->append(s, static_cast<size_t>(n));
-    return n;
+  out->push_back(static_cast<char>(v));
+}
+
+// Zigzag: small negative numbers get short varints too.
+uint64_t ZigZag(int64_t i) {
+  return (static_cast<uint64_t>(i) << 1) ^ static_cast<uint64_t>(i >> 63);
+}
+int64_t UnZigZag(uint64_t u) { return static_cast<int64_t>(u >> 1) ^ -static_cast<int64_t>(u & 1); }
+
+void AppendBytes(std::string_view s, std::string* out) {
+  AppendVarint(s.size(), out);
+  out->append(s);
+}
+
+void AppendObjectFields(const Object& object, std::string* out);
+
+void AppendValue(const Value& value, std::string* out) {
+  out->push_back(static_cast<char>(value.type()));
+  switch (value.type()) {
+    case Type::kUndefined:
+    case Type::kNull:
+      return;
+    case Type::kInt64:
+      AppendVarint(ZigZag(value.as_int64()), out);
+      return;
+    case Type::kFloat64: {
+      // The IEEE bits, little-endian, so -0.0 and NaN payloads survive.
+      uint64_t bits = std::bit_cast<uint64_t>(value.as_float64());
+      for (int i = 0; i < 8; ++i, bits >>= 8) out->push_back(static_cast<char>(bits & 0xFF));
+      return;
+    }
+    case Type::kBoolean:
+      out->push_back(value.as_boolean() ? 1 : 0);
+      return;
+    case Type::kString:
+      AppendBytes(value.as_string(), out);
+      return;
+    case Type::kBytes:
+      AppendBytes(value.as_bytes().data, out);
+      return;
+    case Type::kArray:
+      AppendVarint(value.as_array().size(), out);
+      for (const Value& element : value.as_array()) AppendValue(element, out);
+      return;
+    case Type::kObject:
+      AppendObjectFields(value.as_object(), out);
+      return;
+  }
+}
+
+void AppendObjectFields(const Object& object, std::string* out) {
+  AppendVarint(object.size(), out);
+  for (const auto& [name, field_value] : object) {
+    AppendBytes(name, out);
+    AppendValue(field_value, out);
+  }
+}
+
+// ---- Reading ----
+// A source reads the primitives of one format version; ValueTreeReader reads the value tree,
+// which is the same in every version. A source's methods return false when the input runs out
+// or a primitive is malformed.
+
+// The current format: LEB128 varints, zigzag int64, little-endian float64 bits.
+class CompactSource {
+ public:
+  explicit CompactSource(std::string_view bytes)
+      : next_(bytes.data()), end_(bytes.data() + bytes.size()) {}
+
+  size_t remaining() const { return static_cast<size_t>(end_ - next_); }
+
+  bool Uint8(uint8_t* b) {
+    if (next_ == end_) return false;
+    *b = static_cast<uint8_t>(*next_++);
+    return true;
+  }
+  bool Count(uint64_t* v) {
+    uint64_t result = 0;
+    for (int shift = 0; shift < 64 && next_ != end_; shift += 7) {
+      const auto byte = static_cast<uint8_t>(*next_++);
+      // The tenth byte holds the last bit of a 64-bit value; anything above it is corrupt.
+      if (shift == 63 && byte > 1) return false;
+      result |= uint64_t{byte & 0x7Fu} << shift;
+      if ((byte & 0x80) == 0) {
+        *v = result;
+        return true;
+      }
+    }
+    return false;
+  }
+  bool Int64(int64_t* i) {
+    uint64_t u;
+    if (!Count(&u)) return false;
+    *i = UnZigZag(u);
+    return true;
+  }
+  bool Float64(double* d) {
+    if (remaining() < 8) return false;
+    uint64_t bits = 0;
+    for (int i = 7; i >= 0; --i) bits = (bits << 8) | static_cast<uint8_t>(next_[i]);
+    next_ += 8;
+    *d = std::bit_cast<double>(bits);
+    return true;
+  }
+  // The caller has checked that `n` bytes remain.
+  void Bytes(size_t n, std::string* s) {
+    s->assign(next_, n);
+    next_ += n;
   }
 
  private:
-  std::string* out_ = nullptr;
+  const char* next_;
+  const char* end_;
 };
 
-// Reads from borrowed memory without copying it; also tells how many bytes are left, which lets
-// the decoder reject a corrupt length before allocating for it.
+// Reads from borrowed memory without copying it (format version 1 goes through a std::istream).
 class MemorySource : public std::streambuf {
  public:
   void Reset(std::string_view bytes) {
@@ -50,77 +151,52 @@ class MemorySource : public std::streambuf {
   size_t remaining() const { return static_cast<size_t>(egptr() - gptr()); }
 };
 
-class DocumentWriter {
+// Format version 1, written by earlier builds: a Cereal portable-binary archive (a byte-order
+// flag, then 8-byte counts and lengths). Kept so that their databases stay readable.
+class CerealSource {
  public:
-  explicit DocumentWriter(std::ostream& stream)
-      : archive_(stream, cereal::PortableBinaryOutputArchive::Options::LittleEndian()) {}
+  explicit CerealSource(std::string_view bytes) : archive_(Reset(bytes)) {}
 
-  void Write(const Value& value) {
-    archive_(static_cast<uint8_t>(value.type()));
-    switch (value.type()) {
-      case Type::kUndefined:
-      case Type::kNull:
-        return;
-      case Type::kInt64:
-        archive_(value.as_int64());
-        return;
-      case Type::kFloat64:
-        archive_(value.as_float64());  // the IEEE bits, so -0.0 and NaN payloads survive
-        return;
-      case Type::kBoolean:
-        archive_(static_cast<uint8_t>(value.as_boolean() ? 1 : 0));
-        return;
-      case Type::kString:
-        WriteBytes(value.as_string());
-        return;
-      case Type::kBytes:
-        WriteBytes(value.as_bytes().data);
-        return;
-      case Type::kArray:
-        archive_(static_cast<uint64_t>(value.as_array().size()));
-        for (const Value& element : value.as_array()) Write(element);
-        return;
-      case Type::kObject:
-        WriteObjectFields(value.as_object());
-        return;
-    }
-  }
-
-  // An object as a whole value, type byte first; lets EncodeDocument write the fields without
-  // first copying them into a Value.
-  void WriteObject(const Object& object) {
-    archive_(static_cast<uint8_t>(Type::kObject));
-    WriteObjectFields(object);
+  size_t remaining() const { return source_.remaining(); }
+  bool Uint8(uint8_t* b) { return Load(b); }
+  bool Count(uint64_t* v) { return Load(v); }
+  bool Int64(int64_t* i) { return Load(i); }
+  bool Float64(double* d) { return Load(d); }
+  void Bytes(size_t n, std::string* s) {
+    s->resize(n);
+    source_.sgetn(s->data(), static_cast<std::streamsize>(n));
   }
 
  private:
-  // Length-prefixed bytes (rather than cereal's std::string support) so that the reader can
-  // check the length against the input before allocating.
-  void WriteBytes(std::string_view s) {
-    archive_(static_cast<uint64_t>(s.size()));
-    archive_.saveBinary<1>(s.data(), static_cast<std::streamsize>(s.size()));
+  std::istream& Reset(std::string_view bytes) {
+    source_.Reset(bytes);
+    return stream_;
   }
-
-  void WriteObjectFields(const Object& object) {
-    archive_(static_cast<uint64_t>(object.size()));
-    for (const auto& [name, field_value] : object) {
-      WriteBytes(name);
-      Write(field_value);
+  template <typename T>
+  bool Load(T* v) {
+    try {
+      archive_(*v);
+      return true;
+    } catch (const std::exception&) {  // cereal::Exception: the input ran out
+      return false;
     }
   }
 
-  cereal::PortableBinaryOutputArchive archive_;
+  MemorySource source_;
+  std::istream stream_{&source_};
+  cereal::PortableBinaryInputArchive archive_;
 };
 
-// Reads the value tree. Running out of input surfaces as a cereal::Exception (caught by
-// DecodeDocument); other corruption as the status returned.
-class DocumentReader {
+absl::Status Truncated() { return absl::DataLossError("corrupt document: truncated"); }
+
+template <typename Source>
+class ValueTreeReader {
  public:
-  DocumentReader(std::istream& stream, const MemorySource& source)
-      : archive_(stream), source_(source) {}
+  explicit ValueTreeReader(Source& source) : source_(source) {}
 
   absl::Status Read(int depth, Value* value) {
-    const uint8_t type = ReadUint8();
+    uint8_t type;
+    if (!source_.Uint8(&type)) return Truncated();
     switch (static_cast<Type>(type)) {
       case Type::kUndefined:
         *value = Value(Undefined{});
@@ -130,18 +206,19 @@ class DocumentReader {
         return absl::OkStatus();
       case Type::kInt64: {
         int64_t i;
-        archive_(i);
+        if (!source_.Int64(&i)) return Truncated();
         *value = Value::Int64(i);
         return absl::OkStatus();
       }
       case Type::kFloat64: {
         double d;
-        archive_(d);
+        if (!source_.Float64(&d)) return Truncated();
         *value = Value(d);
         return absl::OkStatus();
       }
       case Type::kBoolean: {
-        const uint8_t b = ReadUint8();
+        uint8_t b;
+        if (!source_.Uint8(&b)) return Truncated();
         if (b > 1) return absl::DataLossError("corrupt document: bad boolean");
         *value = Value(b == 1);
         return absl::OkStatus();
@@ -162,7 +239,7 @@ class DocumentReader {
         if (depth > kMaxDecodeNestingDepth) {
           return absl::DataLossError("corrupt document: nested too deeply");
         }
-        uint64_t size;
+        uint64_t size = 0;
         if (absl::Status status = ReadCount(&size); !status.ok()) return status;
         Array array;
         array.reserve(size);
@@ -178,21 +255,8 @@ class DocumentReader {
         if (depth > kMaxDecodeNestingDepth) {
           return absl::DataLossError("corrupt document: nested too deeply");
         }
-        uint64_t size;
-        if (absl::Status status = ReadCount(&size); !status.ok()) return status;
         Object object;
-        object.reserve(size);
-        for (uint64_t i = 0; i < size; ++i) {
-          std::string name;
-          if (absl::Status status = ReadBytes(&name); !status.ok()) return status;
-          // The writer emits fields in the map's (strictly ascending) order.
-          if (!object.empty() && !(std::prev(object.end())->first < name)) {
-            return absl::DataLossError("corrupt document: field names out of order");
-          }
-          Value field_value;
-          if (absl::Status status = Read(depth + 1, &field_value); !status.ok()) return status;
-          object.emplace(std::move(name), std::move(field_value));
-        }
+        if (absl::Status status = ReadObjectFields(depth, &object); !status.ok()) return status;
         *value = Value(std::move(object));
         return absl::OkStatus();
       }
@@ -200,17 +264,29 @@ class DocumentReader {
     return absl::DataLossError(absl::StrCat("corrupt document: unknown value type ", type));
   }
 
- private:
-  uint8_t ReadUint8() {
-    uint8_t b;
-    archive_(b);
-    return b;
+  // The fields of an object whose type byte has been read.
+  absl::Status ReadObjectFields(int depth, Object* object) {
+    uint64_t size = 0;
+    if (absl::Status status = ReadCount(&size); !status.ok()) return status;
+    object->reserve(size);
+    std::string name;
+    for (uint64_t i = 0; i < size; ++i) {
+      if (absl::Status status = ReadBytes(&name); !status.ok()) return status;
+      // The writer emits fields in the object's (strictly ascending) order.
+      if (!object->empty() && !(std::prev(object->end())->first < name)) {
+        return absl::DataLossError("corrupt document: field names out of order");
+      }
+      auto [field, inserted] = object->emplace(std::move(name), Value());
+      if (absl::Status status = Read(depth + 1, &field->second); !status.ok()) return status;
+    }
+    return absl::OkStatus();
   }
 
+ private:
   // An element count: each element takes at least one byte, so a count beyond the bytes left is
   // corrupt (and must not be used to reserve memory).
   absl::Status ReadCount(uint64_t* count) {
-    archive_(*count);
+    if (!source_.Count(count)) return Truncated();
     if (*count > source_.remaining()) {
       return absl::DataLossError("corrupt document: count exceeds the input");
     }
@@ -218,28 +294,36 @@ class DocumentReader {
   }
 
   absl::Status ReadBytes(std::string* s) {
-    uint64_t size;
+    uint64_t size = 0;
     if (absl::Status status = ReadCount(&size); !status.ok()) return status;
-    s->resize(size);
-    archive_.loadBinary<1>(s->data(), static_cast<std::streamsize>(size));
+    source_.Bytes(size, s);
     return absl::OkStatus();
   }
 
-  cereal::PortableBinaryInputArchive archive_;
-  const MemorySource& source_;
+  Source& source_;
 };
 
-// Streams are costly to construct (locale set-up), and documents are encoded and decoded on every
-// write and read: each thread keeps one pair and points it at the bytes of the moment.
-struct ThreadStreams {
-  StringSink sink;
-  std::ostream out{&sink};
-  MemorySource source;
-  std::istream in{&source};
-};
-ThreadStreams& Streams() {
-  thread_local ThreadStreams streams;
-  return streams;
+// The root must be an object, and the whole input must be used.
+template <typename Source>
+absl::StatusOr<Object> ReadDocument(Source& source) {
+  uint8_t type;
+  if (!source.Uint8(&type)) return Truncated();
+  if (type != static_cast<uint8_t>(Type::kObject)) {
+    const std::string_view name =
+        type <= static_cast<uint8_t>(Type::kObject) ? TypeName(static_cast<Type>(type)) : "?";
+    return absl::DataLossError(
+        absl::StrCat("corrupt document: the root is ", AbslView(name), ", not an object"));
+  }
+  Object fields;
+  ValueTreeReader<Source> reader(source);
+  if (absl::Status status = reader.ReadObjectFields(/*depth=*/1, &fields); !status.ok()) {
+    return status;
+  }
+  if (source.remaining() != 0) {
+    return absl::DataLossError(
+        absl::StrCat("corrupt document: ", source.remaining(), " bytes after the end"));
+  }
+  return fields;
 }
 
 }  // namespace
@@ -247,49 +331,28 @@ ThreadStreams& Streams() {
 void EncodeDocument(const Object& fields, std::string* out) {
   out->clear();
   out->push_back(static_cast<char>(kDocumentFormatVersion));
-  ThreadStreams& streams = Streams();
-  streams.sink.Reset(out);
-  streams.out.clear();
-  DocumentWriter writer(streams.out);
-  writer.WriteObject(fields);
-  streams.sink.Reset(nullptr);
+  out->push_back(static_cast<char>(Type::kObject));
+  AppendObjectFields(fields, out);
 }
 
 absl::StatusOr<Object> DecodeDocument(std::string_view bytes) {
   if (bytes.empty()) return absl::DataLossError("corrupt document: empty");
   const auto version = static_cast<uint8_t>(bytes[0]);
-  if (version != kDocumentFormatVersion) {
-    return absl::DataLossError(absl::StrCat("unknown document format version ", version,
-                                            " (this build reads version ", kDocumentFormatVersion,
-                                            ")"));
+  if (version == kDocumentFormatVersion) {
+    CompactSource source(bytes.substr(1));
+    return ReadDocument(source);
   }
-  // Cereal's portable archive starts with a byte-order flag (0 big, 1 little endian).
-  if (bytes.size() < 2 || static_cast<uint8_t>(bytes[1]) > 1) {
-    return absl::DataLossError("corrupt document: bad archive header");
-  }
-  ThreadStreams& streams = Streams();
-  MemorySource& source = streams.source;
-  std::istream& stream = streams.in;
-  source.Reset(bytes.substr(1));
-  stream.clear();
-  try {
-    DocumentReader reader(stream, source);
-    Value root;
-    if (absl::Status status = reader.Read(/*depth=*/1, &root); !status.ok()) return status;
-    if (!root.is_object()) {
-      return absl::DataLossError(absl::StrCat("corrupt document: the root is ",
-                                              AbslView(TypeName(root.type())), ", not an object"));
+  if (version == kCerealDocumentFormatVersion) {
+    // Cereal's portable archive starts with a byte-order flag (0 big, 1 little endian).
+    if (bytes.size() < 2 || static_cast<uint8_t>(bytes[1]) > 1) {
+      return absl::DataLossError("corrupt document: bad archive header");
     }
-    if (source.remaining() != 0) {
-      return absl::DataLossError(
-          absl::StrCat("corrupt document: ", source.remaining(), " bytes after the end"));
-    }
-    return std::move(root.as_object());
-  } catch (const cereal::Exception& e) {
-    return absl::DataLossError(absl::StrCat("corrupt document: ", e.what()));
-  } catch (const std::exception& e) {
-    return absl::DataLossError(absl::StrCat("corrupt document: ", e.what()));
+    CerealSource source(bytes.substr(1));
+    return ReadDocument(source);
   }
+  return absl::DataLossError(
+      absl::StrCat("unknown document format version ", version, " (this build reads versions ",
+                   kCerealDocumentFormatVersion, " and ", kDocumentFormatVersion, ")"));
 }
 
 }  // namespace stagedb::internal

@@ -1,7 +1,11 @@
 // The document codec: a document's fields (system fields included) as bytes for storage.
-// Format: one version byte (kDocumentFormatVersion), then a Cereal portable-binary archive of the
-// value tree (a type byte per value, then its payload). The version byte lets the format evolve:
-// a reader refuses versions it does not know instead of misreading them.
+// Format: one version byte (kDocumentFormatVersion), then the value tree: per value a type byte
+// (stagedb::Type), then its payload: int64 as a zigzag LEB128 varint, float64 as its 8 IEEE bytes
+// little-endian, boolean as one byte, string and bytes as a varint length and the bytes, array as
+// a varint count and the elements, object as a varint count and (name as string, value) pairs in
+// ascending name order. Varints keep small documents small (no 8-byte length prefixes).
+// The version byte lets the format evolve: a reader refuses versions it does not know instead of
+// misreading them. Version 1 (a Cereal portable-binary archive with 8-byte counts) is still read.
 #ifndef STAGEDB_SRC_VALUES_DOCUMENT_CODEC_H_
 #define STAGEDB_SRC_VALUES_DOCUMENT_CODEC_H_
 
@@ -14,7 +18,8 @@
 
 namespace stagedb::internal {
 
-inline constexpr uint8_t kDocumentFormatVersion = 1;
+inline constexpr uint8_t kDocumentFormatVersion = 2;
+inline constexpr uint8_t kCerealDocumentFormatVersion = 1;  // read, no longer written
 
 // Replaces *out with the encoding of `fields`.
 void EncodeDocument(const Object& fields, std::string* out);
