@@ -1,5 +1,5 @@
-// Group commit: durable single-document mutations from 1 and from 8 threads (stagedb only for
-// now; the side-by-side runner with raw LMDB and SQLite from 8 threads is issue 4's next part).
+// Group commit: durable single-document mutations from 1 and from 8 threads (stagedb only; for
+// the same from 8 threads on raw LMDB and SQLite side by side, run stagedb_compare).
 //
 //   BM_DurableCommits/threads:N   each iteration: N threads each commit 25 one-document
 //                                 mutations (durable, fsync); items/s = commits per second

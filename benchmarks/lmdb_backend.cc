@@ -1,64 +1,42 @@
 // Raw LMDB, as an application would use it without stagedb: one named database per table keyed
-// by a 16-byte id (8 bytes of time-ordered counter, 8 random bytes), values Cereal-encoded
-// structs, and hand-maintained secondary index databases whose keys are composite:
-//   tasks.by_project_priority: projectId (16 bytes) | priority (8 bytes, big-endian, sign bit
-//                              flipped) | task id (16 bytes)        -> empty
-//   tasks.by_status:           status | 0x00 | task id (16 bytes)  -> empty
+// by a 16-byte time-ordered id (backend_util.h), values Cereal-encoded structs, and
+// hand-maintained secondary index databases whose keys are compound:
+//   messages.by_session_sent: sessionId (16 bytes) | sentAt (8 bytes, order-preserving)
+//                             | message id (16 bytes)                      -> empty
+//   messages.by_author_kind:  author | 0x00 | kind | 0x00 | message id      -> empty
 // Ids are time-ordered, so index ties sort by creation as in stagedb. Every commit is durable
-// (LMDB's default: fsync per commit).
+// (LMDB's default: fsync per commit). Session ids are the raw 16 bytes.
 #include <lmdb.h>
 
-#include <algorithm>
-#include <array>
-#include <chrono>
 #include <cstring>
 #include <istream>
 #include <ostream>
-#include <random>
 #include <streambuf>
 
+#include "backend_util.h"
 #include "bench_backend.h"
 #include "cereal/archives/binary.hpp"
 #include "cereal/types/string.hpp"
 
 namespace stagedb_bench {
+
+// Cereal's encoding of a message (found by argument-dependent lookup, so not in the anonymous
+// namespace).
+template <class Archive>
+void serialize(Archive& ar, MessageDoc& doc) {
+  ar(doc.session_id, doc.author, doc.kind, doc.seq, doc.sent_at, doc.body);
+}
+
 namespace {
-
-constexpr size_t kIdBytes = 16;
-using Id = std::array<char, kIdBytes>;
-
-struct TaskRecord {
-  std::string project_id;
-  std::string title;
-  int64_t priority = 0;
-  double estimate = 0;
-  std::string status;
-  double creation_time = 0;
-
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(project_id, title, priority, estimate, status, creation_time);
-  }
-};
-
-struct ProjectRecord {
-  std::string name;
-  double creation_time = 0;
-
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(name, creation_time);
-  }
-};
 
 // Cereal archives over a std::string (writing) and a byte range (reading), each built once and
 // pointed at new memory per record, so encoding and decoding copy no more than they must.
 class Encoder {
  public:
-  template <typename T>
-  const std::string& operator()(const T& record) {
+  template <typename... T>
+  const std::string& operator()(const T&... fields) {
     out_.clear();
-    archive_(record);
+    archive_(fields...);
     return out_;
   }
 
@@ -89,11 +67,11 @@ class Encoder {
 
 class Decoder {
  public:
-  template <typename T>
-  void operator()(const MDB_val& val, T* record) {
+  template <typename... T>
+  void operator()(const MDB_val& val, T&... fields) {
     source_.Point(val.mv_data, val.mv_size);
     stream_.clear();
-    archive_(*record);
+    archive_(fields...);
   }
 
  private:
@@ -117,17 +95,13 @@ void Check(int rc, const char* what) {
 MDB_val Val(const void* data, size_t size) { return MDB_val{size, const_cast<void*>(data)}; }
 MDB_val Val(const std::string& s) { return Val(s.data(), s.size()); }
 
-double NowMs() {
-  return std::chrono::duration<double, std::milli>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-void PutBigEndian(uint64_t v, char* out) {
-  for (int i = 7; i >= 0; --i) {
-    out[i] = static_cast<char>(v & 0xFF);
-    v >>= 8;
-  }
+// A double's bytes, big-endian, such that byte order is numeric order: positive numbers get the
+// sign bit set, negative ones are inverted whole.
+void PutSortableDouble(double d, char* out) {
+  uint64_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  constexpr uint64_t kSign = uint64_t{1} << 63;
+  PutBigEndian((bits & kSign) != 0 ? ~bits : bits | kSign, out);
 }
 
 // Aborts a transaction that was not committed.
@@ -152,139 +126,157 @@ class Txn {
   MDB_txn* txn_ = nullptr;
 };
 
+// The environment and its databases, shared by the backend and its writers.
+struct Env {
+  MDB_env* env = nullptr;
+  MDB_dbi sessions = 0, messages = 0, by_session_sent = 0, by_author_kind = 0;
+  IdGenerator ids;
+};
+
+// Writes messages with their index entries; each thread has its own (the encoder and key
+// buffer are its state; LMDB itself lets one write transaction in at a time).
+class LmdbWriter : public Writer {
+ public:
+  explicit LmdbWriter(Env* env) : env_(env) {}
+
+  void InsertOne(const MessageDoc& doc) override {
+    Txn txn(env_->env, 0);
+    Put(txn.get(), doc);
+    txn.Commit();
+  }
+
+  // Inserts one message into `txn` and returns its id.
+  Id Put(MDB_txn* txn, const MessageDoc& doc) {
+    if (doc.session_id.size() != kIdBytes) throw BenchError("lmdb: bad session id");
+    Id id = env_->ids.Next();
+    double creation_time = NowMs();
+    MDB_val key = Val(id.data(), id.size()), val = Val(encode_(creation_time, doc));
+    Check(mdb_put(txn, env_->messages, &key, &val, MDB_NOOVERWRITE), "put message");
+
+    char sent_at[8];
+    PutSortableDouble(doc.sent_at, sent_at);
+    key_.assign(doc.session_id).append(sent_at, 8).append(id.data(), id.size());
+    PutIndexEntry(txn, env_->by_session_sent, "put by_session_sent");
+
+    key_.assign(doc.author).push_back('\0');
+    key_.append(doc.kind).push_back('\0');
+    key_.append(id.data(), id.size());
+    PutIndexEntry(txn, env_->by_author_kind, "put by_author_kind");
+    return id;
+  }
+
+  // A session record, encoded as the messages are.
+  void PutSession(MDB_txn* txn, const Id& id, const std::string& name) {
+    MDB_val key = Val(id.data(), id.size()), val = Val(encode_(name, NowMs()));
+    Check(mdb_put(txn, env_->sessions, &key, &val, MDB_NOOVERWRITE), "put session");
+  }
+
+ private:
+  // Puts key_ (with an empty value) into the index database `dbi`.
+  void PutIndexEntry(MDB_txn* txn, MDB_dbi dbi, const char* what) {
+    MDB_val key = Val(key_), empty = Val("", 0);
+    Check(mdb_put(txn, dbi, &key, &empty, 0), what);
+  }
+
+  Env* env_;
+  Encoder encode_;
+  std::string key_;
+};
+
+// Closes a cursor when it goes out of scope.
+struct CursorCloser {
+  void operator()(MDB_cursor* cursor) const { mdb_cursor_close(cursor); }
+};
+using Cursor = std::unique_ptr<MDB_cursor, CursorCloser>;
+
 class LmdbBackend : public Backend {
  public:
-  explicit LmdbBackend(const std::string& dir) : rng_(std::random_device{}()) {
-    Check(mdb_env_create(&env_), "mdb_env_create");
+  explicit LmdbBackend(const std::string& dir) {
+    Check(mdb_env_create(&env_.env), "mdb_env_create");
     try {
-      Check(mdb_env_set_maxdbs(env_, 8), "mdb_env_set_maxdbs");
-      Check(mdb_env_set_mapsize(env_, size_t{8} << 30), "mdb_env_set_mapsize");
-      Check(mdb_env_open(env_, dir.c_str(), 0, 0644), "mdb_env_open");
-      Txn txn(env_, 0);
-      Check(mdb_dbi_open(txn.get(), "projects", MDB_CREATE, &projects_), "open projects");
-      Check(mdb_dbi_open(txn.get(), "tasks", MDB_CREATE, &tasks_), "open tasks");
-      Check(mdb_dbi_open(txn.get(), "tasks.by_project_priority", MDB_CREATE, &by_project_priority_),
-            "open tasks.by_project_priority");
-      Check(mdb_dbi_open(txn.get(), "tasks.by_status", MDB_CREATE, &by_status_),
-            "open tasks.by_status");
+      Check(mdb_env_set_maxdbs(env_.env, 8), "mdb_env_set_maxdbs");
+      Check(mdb_env_set_mapsize(env_.env, size_t{8} << 30), "mdb_env_set_mapsize");
+      Check(mdb_env_open(env_.env, dir.c_str(), 0, 0644), "mdb_env_open");
+      Txn txn(env_.env, 0);
+      OpenDb(txn, "sessions", &env_.sessions);
+      OpenDb(txn, "messages", &env_.messages);
+      OpenDb(txn, "messages.by_session_sent", &env_.by_session_sent);
+      OpenDb(txn, "messages.by_author_kind", &env_.by_author_kind);
       txn.Commit();
     } catch (...) {
-      mdb_env_close(env_);
+      mdb_env_close(env_.env);
       throw;
     }
   }
-  ~LmdbBackend() override { mdb_env_close(env_); }
+  ~LmdbBackend() override { mdb_env_close(env_.env); }
 
-  std::vector<std::string> CreateProjects(int n) override {
+  std::vector<std::string> CreateSessions(int n) override {
     std::vector<std::string> ids;
-    Txn txn(env_, 0);
+    Txn txn(env_.env, 0);
     for (int i = 0; i < n; ++i) {
-      ProjectRecord project{"project-" + std::to_string(i), NowMs()};
-      Id id = NewId();
-      MDB_val key = Val(id.data(), id.size()), val = Val(encode_(project));
-      Check(mdb_put(txn.get(), projects_, &key, &val, MDB_NOOVERWRITE), "put project");
+      Id id = env_.ids.Next();
+      batch_writer_.PutSession(txn.get(), id, "session-" + std::to_string(i));
       ids.emplace_back(id.data(), id.size());
     }
     txn.Commit();
     return ids;
   }
 
-  void InsertBatch(std::span<const TaskDoc> docs) override {
-    size_t first = ids_.size();
-    try {
-      Txn txn(env_, 0);
-      for (const TaskDoc& doc : docs) Put(txn.get(), doc);
-      txn.Commit();
-    } catch (...) {
-      ids_.resize(first);
-      throw;
-    }
+  void InsertBatch(std::span<const MessageDoc> docs) override {
+    std::vector<Id> batch;
+    batch.reserve(docs.size());
+    Txn txn(env_.env, 0);
+    for (const MessageDoc& doc : docs) batch.push_back(batch_writer_.Put(txn.get(), doc));
+    txn.Commit();
+    ids_.insert(ids_.end(), batch.begin(), batch.end());
   }
 
-  void InsertOne(const TaskDoc& doc) override { InsertBatch({&doc, 1}); }
+  size_t num_messages() const override { return ids_.size(); }
 
-  size_t num_tasks() const override { return ids_.size(); }
-
-  int64_t PointRead(size_t i) override {
-    Txn txn(env_, MDB_RDONLY);
+  void PointRead(size_t i, MessageDoc* doc) override {
+    Txn txn(env_.env, MDB_RDONLY);
     MDB_val key = Val(ids_[i].data(), kIdBytes), val;
-    Check(mdb_get(txn.get(), tasks_, &key, &val), "get task");
-    TaskRecord task;
-    decode_(val, &task);
-    return task.priority;
+    Check(mdb_get(txn.get(), env_.messages, &key, &val), "get message");
+    double creation_time;
+    decode_(val, creation_time, *doc);
   }
 
-  void RangeQuery(const std::string& project_id, size_t limit,
-                  std::vector<int64_t>* priorities) override {
-    if (project_id.size() != kIdBytes) throw BenchError("lmdb: bad project id");
-    Txn txn(env_, MDB_RDONLY);
-    MDB_cursor* cursor = nullptr;
-    Check(mdb_cursor_open(txn.get(), by_project_priority_, &cursor), "mdb_cursor_open");
-    // Start after the last key with this project prefix, and walk backwards.
-    std::string seek = project_id + std::string(1, '\xFF');
+  void RangeQuery(const std::string& session_id, size_t limit,
+                  std::vector<MessageDoc>* docs) override {
+    if (session_id.size() != kIdBytes) throw BenchError("lmdb: bad session id");
+    Txn txn(env_.env, MDB_RDONLY);
+    MDB_cursor* raw = nullptr;
+    Check(mdb_cursor_open(txn.get(), env_.by_session_sent, &raw), "mdb_cursor_open");
+    Cursor cursor(raw);
+    // Start after the last key with this session prefix, and walk backwards.
+    std::string seek = session_id + std::string(1, '\xFF');
     MDB_val key = Val(seek), val;
-    int rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
-    rc = mdb_cursor_get(cursor, &key, &val, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
-    TaskRecord task;
+    int rc = mdb_cursor_get(raw, &key, &val, MDB_SET_RANGE);
+    rc = mdb_cursor_get(raw, &key, &val, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
     size_t n = 0;
+    double creation_time;
     while (rc == MDB_SUCCESS && n < limit && key.mv_size == 2 * kIdBytes + 8 &&
-           std::memcmp(key.mv_data, project_id.data(), kIdBytes) == 0) {
+           std::memcmp(key.mv_data, session_id.data(), kIdBytes) == 0) {
       MDB_val id = Val(static_cast<const char*>(key.mv_data) + kIdBytes + 8, kIdBytes), doc;
-      int get_rc = mdb_get(txn.get(), tasks_, &id, &doc);
-      if (get_rc != MDB_SUCCESS) {
-        mdb_cursor_close(cursor);
-        Check(get_rc, "get task from index");
-      }
-      decode_(doc, &task);
-      priorities->push_back(task.priority);
-      ++n;
-      rc = mdb_cursor_get(cursor, &key, &val, MDB_PREV);
+      Check(mdb_get(txn.get(), env_.messages, &id, &doc), "get message from index");
+      decode_(doc, creation_time, Slot(docs, n++));
+      rc = mdb_cursor_get(raw, &key, &val, MDB_PREV);
     }
-    mdb_cursor_close(cursor);
+    docs->resize(n);
     if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) Check(rc, "mdb_cursor_get");
   }
 
+  std::unique_ptr<Writer> NewWriter() override { return std::make_unique<LmdbWriter>(&env_); }
+
  private:
-  // A new id: 8 bytes big-endian of (ms since epoch << 16 | sequence), then 8 random bytes.
-  Id NewId() {
-    uint64_t ms = static_cast<uint64_t>(NowMs());
-    uint64_t stamp = std::max(ms << 16, last_stamp_ + 1);
-    last_stamp_ = stamp;
-    Id id;
-    PutBigEndian(stamp, id.data());
-    PutBigEndian(rng_(), id.data() + 8);
-    return id;
+  static void OpenDb(Txn& txn, const char* name, MDB_dbi* dbi) {
+    Check(mdb_dbi_open(txn.get(), name, MDB_CREATE, dbi), name);
   }
 
-  void Put(MDB_txn* txn, const TaskDoc& doc) {
-    if (doc.project_id.size() != kIdBytes) throw BenchError("lmdb: bad project id");
-    Id id = NewId();
-    TaskRecord task{doc.project_id, doc.title, doc.priority, doc.estimate, doc.status, NowMs()};
-    MDB_val key = Val(id.data(), id.size()), val = Val(encode_(task)), empty = Val("", 0);
-    Check(mdb_put(txn, tasks_, &key, &val, MDB_NOOVERWRITE), "put task");
-
-    key_.assign(doc.project_id);
-    char priority[8];
-    PutBigEndian(static_cast<uint64_t>(doc.priority) ^ (uint64_t{1} << 63), priority);
-    key_.append(priority, 8).append(id.data(), id.size());
-    key = Val(key_);
-    Check(mdb_put(txn, by_project_priority_, &key, &empty, 0), "put by_project_priority");
-
-    key_.assign(doc.status).push_back('\0');
-    key_.append(id.data(), id.size());
-    key = Val(key_);
-    Check(mdb_put(txn, by_status_, &key, &empty, 0), "put by_status");
-    ids_.push_back(id);
-  }
-
-  MDB_env* env_ = nullptr;
-  MDB_dbi projects_ = 0, tasks_ = 0, by_project_priority_ = 0, by_status_ = 0;
-  std::mt19937_64 rng_;
-  uint64_t last_stamp_ = 0;
+  Env env_;
+  LmdbWriter batch_writer_{&env_};  // InsertBatch's and CreateSessions' encoder
   std::vector<Id> ids_;
-  Encoder encode_;
   Decoder decode_;
-  std::string key_;
 };
 
 }  // namespace

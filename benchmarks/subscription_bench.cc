@@ -1,5 +1,5 @@
 // Subscription benchmarks (stagedb only: raw LMDB and SQLite have no subscriptions; compare the
-// commit numbers with BM_InsertPerDoc/lmdb and /sqlite of the same run).
+// commit numbers with BM_InsertPerDoc/lmdb, /sqlite-json and /sqlite-typed of the same run).
 //
 //   BM_CommitWithSubscriptions    one commit (insert one message; durable or nosync) while N
 //                                 subscriptions watch other sessions' ranges: invalidation cost
