@@ -315,7 +315,10 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
       *impl->store,
       [registry = impl->registry.get()](Timestamp timestamp, const internal::CommitKeys& keys) {
         registry->Publish(timestamp, keys);
-      });
+      },
+      // Waiting for a fsync's company pays only when there is a fsync.
+      impl->options.durability == Durability::kDurable ? internal::kDurableCommitDelay
+                                                       : absl::ZeroDuration());
   return absl::WrapUnique(new Database(std::move(impl)));
 }
 

@@ -1,6 +1,7 @@
 #include "transactions/committer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_format.h"
@@ -13,8 +14,9 @@ constexpr size_t kMaxGroup = 256;
 
 }  // namespace
 
-Committer::Committer(LmdbStore& store, std::function<void(Timestamp, const CommitKeys&)> on_commit)
-    : store_(store), on_commit_(std::move(on_commit)) {}
+Committer::Committer(LmdbStore& store, std::function<void(Timestamp, const CommitKeys&)> on_commit,
+                     absl::Duration commit_delay)
+    : store_(store), on_commit_(std::move(on_commit)), commit_delay_(commit_delay) {}
 
 uint64_t Committer::BeginTransaction() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -25,6 +27,7 @@ uint64_t Committer::BeginTransaction() {
 void Committer::EndTransaction(uint64_t token) {
   std::lock_guard<std::mutex> lock(mu_);
   active_.erase(active_.find(token));
+  arrivals_.notify_one();
   // The log is trimmed by the leader only (CommitGroup), which reads it without the lock.
 }
 
@@ -45,6 +48,35 @@ std::string Committer::FindConflict(const Request& request,
   return absl::StrFormat("table \"%s\" index \"%s\"", hit->table, hit->index);
 }
 
+void Committer::TakeQueuedLocked(std::vector<Request*>& group) {
+  for (Request* waiting : queue_) {
+    if (group.size() == kMaxGroup) return;
+    if (!waiting->done && !waiting->in_group) {
+      waiting->in_group = true;
+      group.push_back(waiting);
+    }
+  }
+}
+
+bool Committer::TakeLateArrivals(std::vector<Request*>& group, absl::Time deadline) {
+  if (commit_delay_ <= absl::ZeroDuration() || group.size() >= kMaxGroup) return false;
+  std::unique_lock<std::mutex> lock(mu_);
+  // Every running transaction is in active_, the queued ones too; the others are still running
+  // their function (or were just woken after their commit and are about to start again).
+  auto all_queued = [&] {
+    const auto waiting =
+        std::count_if(queue_.begin(), queue_.end(), [](const Request* r) { return !r->done; });
+    return static_cast<size_t>(waiting) >= active_.size();
+  };
+  const auto chrono_deadline = absl::ToChronoTime(deadline);
+  while (!all_queued()) {
+    if (arrivals_.wait_until(lock, chrono_deadline) == std::cv_status::timeout) break;
+  }
+  const size_t before = group.size();
+  TakeQueuedLocked(group);
+  return group.size() > before;
+}
+
 void Committer::FailHoldersLocked(const absl::Status& status) {
   for (Request* request : queue_) {
     if (request->holds_transaction && !request->done) {
@@ -63,6 +95,7 @@ Committer::Outcome Committer::Commit(Timestamp snapshot, const ReadSet& read_set
                   .holds_transaction = store_.ThisThreadHoldsTransaction()};
   std::unique_lock<std::mutex> lock(mu_);
   queue_.push_back(&request);
+  arrivals_.notify_one();
   cv_.wait(lock, [&] { return request.done || queue_.front() == &request; });
   if (request.done) {
     // Written by a leader, or failed while queued (a map that had to grow).
@@ -72,10 +105,7 @@ Committer::Outcome Committer::Commit(Timestamp snapshot, const ReadSet& read_set
   }
   // The leader: take every waiting request that is not done.
   std::vector<Request*> group;
-  for (Request* waiting : queue_) {
-    if (group.size() == kMaxGroup) break;
-    if (!waiting->done) group.push_back(waiting);
-  }
+  TakeQueuedLocked(group);
   lock.unlock();
   CommitGroup(group);
   lock.lock();
@@ -91,6 +121,7 @@ Committer::Outcome Committer::Commit(Timestamp snapshot, const ReadSet& read_set
 }
 
 void Committer::CommitGroup(std::vector<Request*>& group) {
+  const absl::Time delay_deadline = absl::Now() + commit_delay_;
   for (;;) {
     std::vector<LoggedCommit> committed;  // this group's, in order
     absl::Status failure;
@@ -105,8 +136,10 @@ void Committer::CommitGroup(std::vector<Request*>& group) {
         Timestamp next = stored.value_or(0);
         // Commits by other processes since ours: their writes are unknown here.
         const Timestamp unknown_through = next != last_commit_ ? next : 0;
-        for (Request* request : group) {
-          if (!failure.ok()) break;
+        // The group may grow while it is written: see TakeLateArrivals.
+        for (size_t i = 0; failure.ok(); ++i) {
+          if (i == group.size() && !TakeLateArrivals(group, delay_deadline)) break;
+          Request* const request = group[i];
           request->outcome = Outcome{};
           std::string conflict;
           if (request->snapshot < unknown_through) {
