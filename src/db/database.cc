@@ -130,7 +130,6 @@ absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
               });
             }
           }
-          const std::string id_suffix(key.substr(table.by_id->prefix.size()));
           for (const IndexInfo* index : new_indexes) {
             std::string index_key = index->KeyFor(*document);
             if (absl::Status size = index->CheckKeySize(index_key, *document); !size.ok()) {
@@ -150,7 +149,7 @@ absl::Status Evolve(StoreTxn& txn, const Catalog* old, const Catalog& next) {
                 duplicates[index->name].Add([&] { return index->DescribeValues(*document); });
               }
             }
-            if (absl::Status put = txn.Put(StoreDb::kData, index_key, id_suffix); !put.ok()) {
+            if (absl::Status put = txn.Put(StoreDb::kData, index_key, ""); !put.ok()) {
               return put;
             }
           }

@@ -56,6 +56,17 @@ std::string KeySuccessor(std::string_view key) {
   return next;
 }
 
+std::string_view IdSuffixOf(std::string_view storage_key) {
+  // `_id` is a key-encoded string: a tag, the id's text, a terminator. The text is base32
+  // (digits and lowercase letters), so it holds neither the terminator nor the tag byte, and the
+  // last tag byte before the final terminator starts the suffix.
+  if (storage_key.size() < 2 || storage_key.back() != '\0') return {};
+  static const char tag = EncodeKey(Value(""))[0];  // the empty string: tag, terminator
+  const size_t start = storage_key.rfind(tag, storage_key.size() - 2);
+  if (start == std::string_view::npos || start < kIndexPrefixBytes) return {};
+  return storage_key.substr(start);
+}
+
 std::string IndexInfo::KeyPrefixFor(const Object& document, size_t n) const {
   std::string key;
   key.reserve(96);  // most keys fit: one allocation instead of a growth per field

@@ -48,6 +48,10 @@ struct IndexInfo {
   absl::Status CheckKeySize(std::string_view key, const Object& document) const;
 };
 
+// The `by_id` key suffix (the key encoding of `_id`) that ends every index key, so a secondary
+// entry needs no value to find its document; empty when `storage_key` does not end with one.
+std::string_view IdSuffixOf(std::string_view storage_key);
+
 struct TableInfo {
   uint32_t number = 0;
   std::string name;

@@ -211,7 +211,16 @@ absl::StatusOr<Document> TransactionState::EntryDocument(const IndexInfo& index,
     if (it == written_.end()) return DecodeStored(value, *index.table);
     document = it->second;
   } else {
-    document = LoadDocument(index.table->by_id->prefix + std::string(value), *index.table);
+    // Secondary entries written by earlier builds hold the `by_id` suffix as their value;
+    // the key ends with it either way.
+    const std::string_view id_suffix = IdSuffixOf(key);
+    if (id_suffix.empty()) {
+      return absl::DataLossError(
+          absl::StrFormat("index %s has an entry whose key ends with no id", IndexName(index)));
+    }
+    std::string by_id_key = index.table->by_id->prefix;
+    by_id_key.append(id_suffix);
+    document = LoadDocument(by_id_key, *index.table);
   }
   if (!document.ok()) return document.status();
   if (!document->has_value()) {
@@ -616,7 +625,7 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
       std::string old_key = table.indexes[i]->KeyFor(*old);
       if (next.has_value() && !table.indexes[i]->primary && old_key == next_keys[i]) {
         kept[i] = true;
-        overlay_.try_emplace(std::move(old_key), PendingEntry{id_suffix, /*stored=*/true});
+        overlay_.try_emplace(std::move(old_key), PendingEntry{std::string(), /*stored=*/true});
       } else {
         overlay_[std::move(old_key)] = PendingEntry{};
       }
@@ -626,7 +635,7 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
     for (size_t i = 0; i < table.indexes.size(); ++i) {
       if (kept[i]) continue;
       overlay_[std::move(next_keys[i])] =
-          PendingEntry{table.indexes[i]->primary ? std::move(encoded) : id_suffix};
+          PendingEntry{table.indexes[i]->primary ? std::move(encoded) : std::string()};
     }
     written_[by_id_key] = Document(id, *std::move(next));
   } else {
