@@ -28,6 +28,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "stagedb/auth.h"
+#include "stagedb/functions.h"
 #include "stagedb/options.h"
 #include "stagedb/reader.h"
 #include "stagedb/subscription.h"
@@ -118,6 +120,28 @@ class Database {
   // Delivery::kManual: waits until an update is queued, at most `timeout`; true when one is.
   bool WaitForPending(absl::Duration timeout);
 
+  // ---- Named functions (functions.h) ----
+  // Registers a function; InvalidArgument for a malformed name or validator (naming it),
+  // AlreadyExists when the name is taken. Registration may happen at any time, from any thread.
+  absl::Status RegisterQuery(const FunctionDef& def, QueryFunction fn);
+  absl::Status RegisterMutation(const FunctionDef& def, MutationFunction fn);
+  absl::Status RegisterAction(const FunctionDef& def, ActionFunction fn);
+  // The public entry point: runs the public function `name` with `args` (an object) as `auth`:
+  // a query on a snapshot, a mutation as Mutate does, an action outside any transaction.
+  // NotFound for an unknown name, PermissionDenied for an internal function, InvalidArgument
+  // naming the argument a validator refused, Internal when the return value is refused (a
+  // mutation then writes nothing), otherwise the function's own result or error.
+  absl::StatusOr<Value> Call(std::string_view name, const Value& args,
+                             const Auth& auth = Auth::Anonymous());
+  // Trusted host code: as Call, and internal functions may be called too.
+  absl::StatusOr<Value> CallInternal(std::string_view name, const Value& args,
+                                     const Auth& auth = Auth::Admin());
+  // Subscribes to the public query `name` with `args` as `auth` (as Subscribe does; the result
+  // is the function's return value). Errors of the name and the arguments are returned here.
+  absl::StatusOr<Subscription> SubscribeFunction(std::string_view name, const Value& args,
+                                                 const UpdateSlot& callback,
+                                                 const Auth& auth = Auth::Anonymous());
+
   // The timestamp of the latest commit.
   Timestamp LastCommitTimestamp() const;
   // The schema in force, as the JSON text of one schema file.
@@ -126,7 +150,11 @@ class Database {
   size_t MapSize() const;
 
  private:
+  friend struct internal::FunctionCalls;
   explicit Database(std::unique_ptr<internal::DatabaseImpl> impl);
+  // Call and CallInternal, and an action's calls (which also name the kind they expect).
+  absl::StatusOr<Value> CallFunction(std::string_view name, std::optional<FunctionKind> kind,
+                                     const Value& args, const Auth& auth, bool allow_internal);
   absl::Status RunMutation(absl::FunctionRef<absl::Status(Transaction&)> fn,
                            Timestamp* commit_timestamp);
   absl::Status RunQuery(absl::FunctionRef<absl::Status(Reader&)> fn);

@@ -2,8 +2,10 @@
 #ifndef STAGEDB_STAGEDB_H_
 #define STAGEDB_STAGEDB_H_
 
+#include "stagedb/auth.h"
 #include "stagedb/database.h"
 #include "stagedb/document.h"
+#include "stagedb/functions.h"
 #include "stagedb/id.h"
 #include "stagedb/index_range.h"
 #include "stagedb/key_codec.h"

@@ -11,6 +11,7 @@
 #include "absl/memory/memory.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "functions/function_registry.h"
 #include "reactive/subscription_registry.h"
 #include "schema/catalog.h"
 #include "schema/schema.h"
@@ -219,6 +220,7 @@ class DatabaseImpl {
   std::unique_ptr<LmdbStore> store;
   std::unique_ptr<Catalog> catalog;
   std::string cursor_secret;
+  std::unique_ptr<FunctionRegistry> functions;
   // Shared with the subscription handles (weakly) and the notifier thread.
   std::shared_ptr<SubscriptionRegistry> registry;
   std::unique_ptr<Committer> committer;  // hands each commit's write set to `registry`
@@ -310,6 +312,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
                                  .limits = &impl->options.limits,
                                  .cursor_secret = impl->cursor_secret},
       impl->options.delivery);
+  impl->functions = std::make_unique<internal::FunctionRegistry>(*impl->catalog);
   impl->committer = std::make_unique<internal::Committer>(
       *impl->store,
       [registry = impl->registry.get()](Timestamp timestamp, const internal::CommitKeys& keys) {
@@ -411,6 +414,66 @@ absl::Status Database::RunQuery(absl::FunctionRef<absl::Status(Reader&)> fn) {
   internal::TransactionState state(*impl_->catalog, **txn, impl_->options.limits, std::nullopt,
                                    impl_->cursor_secret);
   return internal::CallGuarded([&] { return fn(state.reader()); });
+}
+
+absl::Status Database::RegisterQuery(const FunctionDef& def, QueryFunction fn) {
+  return impl_->functions->Register(def, {.kind = FunctionKind::kQuery, .query = std::move(fn)});
+}
+
+absl::Status Database::RegisterMutation(const FunctionDef& def, MutationFunction fn) {
+  return impl_->functions->Register(def,
+                                    {.kind = FunctionKind::kMutation, .mutation = std::move(fn)});
+}
+
+absl::Status Database::RegisterAction(const FunctionDef& def, ActionFunction fn) {
+  return impl_->functions->Register(def, {.kind = FunctionKind::kAction, .action = std::move(fn)});
+}
+
+absl::StatusOr<Value> Database::Call(std::string_view name, const Value& args, const Auth& auth) {
+  return CallFunction(name, std::nullopt, args, auth, /*allow_internal=*/false);
+}
+
+absl::StatusOr<Value> Database::CallInternal(std::string_view name, const Value& args,
+                                             const Auth& auth) {
+  return CallFunction(name, std::nullopt, args, auth, /*allow_internal=*/true);
+}
+
+absl::StatusOr<Value> Database::CallFunction(std::string_view name,
+                                             std::optional<FunctionKind> kind, const Value& args,
+                                             const Auth& auth, bool allow_internal) {
+  const internal::FunctionRegistry& functions = *impl_->functions;
+  absl::StatusOr<std::shared_ptr<const internal::RegisteredFunction>> found =
+      functions.Find(name, kind, allow_internal);
+  if (!found.ok()) return found.status();
+  const internal::RegisteredFunction& function = **found;
+  switch (function.kind) {
+    case FunctionKind::kQuery:
+      return Query([&](Reader& reader) {
+        return internal::FunctionCalls::RunQuery(functions, function, reader, auth, args);
+      });
+    case FunctionKind::kMutation:
+      return Mutate([&](Transaction& transaction) {
+        return internal::FunctionCalls::RunMutation(functions, function, transaction, auth, args);
+      });
+    case FunctionKind::kAction:
+      return internal::FunctionCalls::RunAction(functions, function, *this, auth, args);
+  }
+  return absl::InternalError("unknown function kind");
+}
+
+absl::StatusOr<Subscription> Database::SubscribeFunction(std::string_view name, const Value& args,
+                                                         const UpdateSlot& callback,
+                                                         const Auth& auth) {
+  const internal::FunctionRegistry* functions = impl_->functions.get();
+  absl::StatusOr<std::shared_ptr<const internal::RegisteredFunction>> function =
+      functions->Find(name, FunctionKind::kQuery, /*allow_internal=*/false);
+  if (!function.ok()) return function.status();
+  if (absl::Status status = functions->CheckArgs(**function, args); !status.ok()) return status;
+  return SubscribeValue(
+      [functions, function = *std::move(function), args, auth](Reader& reader) {
+        return internal::FunctionCalls::RunQuery(*functions, *function, reader, auth, args);
+      },
+      callback);
 }
 
 absl::StatusOr<Subscription> Database::SubscribeValue(

@@ -1,0 +1,241 @@
+#include "functions/function_registry.h"
+
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+#include "schema/schema.h"
+#include "stagedb/database.h"
+#include "util/absl_view.h"
+
+namespace stagedb {
+
+std::string_view FunctionKindName(FunctionKind kind) {
+  switch (kind) {
+    case FunctionKind::kQuery:
+      return "query";
+    case FunctionKind::kMutation:
+      return "mutation";
+    case FunctionKind::kAction:
+      return "action";
+  }
+  return "?";
+}
+
+absl::StatusOr<Value> QueryContext::RunQuery(std::string_view name, const Value& args) {
+  return internal::FunctionCalls::RunNested(registry_, name, FunctionKind::kQuery, reader_, nullptr,
+                                            auth_, args);
+}
+
+absl::StatusOr<Value> MutationContext::RunQuery(std::string_view name, const Value& args) {
+  return internal::FunctionCalls::RunNested(registry_, name, FunctionKind::kQuery, transaction_,
+                                            &transaction_, auth_, args);
+}
+
+absl::StatusOr<Value> MutationContext::RunMutation(std::string_view name, const Value& args) {
+  return internal::FunctionCalls::RunNested(registry_, name, FunctionKind::kMutation, transaction_,
+                                            &transaction_, auth_, args);
+}
+
+absl::StatusOr<Value> ActionContext::RunQuery(std::string_view name, const Value& args) {
+  return internal::FunctionCalls::CallByName(db_, name, FunctionKind::kQuery, args, auth_);
+}
+
+absl::StatusOr<Value> ActionContext::RunMutation(std::string_view name, const Value& args) {
+  return internal::FunctionCalls::CallByName(db_, name, FunctionKind::kMutation, args, auth_);
+}
+
+absl::StatusOr<Value> ActionContext::RunAction(std::string_view name, const Value& args) {
+  return internal::FunctionCalls::CallByName(db_, name, FunctionKind::kAction, args, auth_);
+}
+
+namespace internal {
+namespace {
+
+// "module:function": the module a path of [A-Za-z0-9_./-], the function an identifier.
+bool IsFunctionName(std::string_view name) {
+  const size_t colon = name.find(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  for (const char c : name.substr(0, colon)) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == '/' || c == '-';
+    if (!ok) return false;
+  }
+  return IsIdentifier(name.substr(colon + 1));
+}
+
+// A validator from the JSON text of a FunctionDef member; nullopt when the text is empty.
+absl::StatusOr<std::optional<Validator>> ParseValidator(std::string_view text, bool args_fields,
+                                                        const std::string& where) {
+  if (text.empty()) return std::nullopt;
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s: not valid JSON: %s", where, text));
+  }
+  // The arguments are an object with exactly the declared fields, as a table's documents.
+  if (args_fields) json = nlohmann::json{{"type", "object"}, {"fields", std::move(json)}};
+  absl::StatusOr<Validator> validator = Validator::FromJson(json, where);
+  if (!validator.ok()) return validator.status();
+  return *std::move(validator);
+}
+
+// Runs `body` between the argument and the return value checks.
+absl::StatusOr<Value> Checked(const FunctionRegistry& registry, const RegisteredFunction& function,
+                              const Value& args, absl::FunctionRef<absl::StatusOr<Value>()> body) {
+  if (absl::Status status = registry.CheckArgs(function, args); !status.ok()) return status;
+  absl::StatusOr<Value> result = body();
+  if (!result.ok()) return result;
+  if (absl::Status status = registry.CheckReturn(function, *result); !status.ok()) return status;
+  return result;
+}
+
+}  // namespace
+
+absl::Status FunctionRegistry::Register(const FunctionDef& def, RegisteredFunction function) {
+  if (!IsFunctionName(def.name)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "function name \"%s\" is not of the form \"module:function\" (module: letters, digits, "
+        "_ . / -; function: an identifier)",
+        def.name));
+  }
+  const std::string where = absl::StrFormat("function \"%s\"", def.name);
+  absl::StatusOr<std::optional<Validator>> args =
+      ParseValidator(def.args, /*args_fields=*/true, where + " args");
+  if (!args.ok()) return args.status();
+  absl::StatusOr<std::optional<Validator>> returns =
+      ParseValidator(def.returns, /*args_fields=*/false, where + " returns");
+  if (!returns.ok()) return returns.status();
+  // id(table) validators must name tables of this database.
+  for (const std::optional<Validator>* validator : {&*args, &*returns}) {
+    if (!validator->has_value()) continue;
+    std::vector<std::string> tables;
+    (*validator)->CollectIdTables(&tables);
+    for (const std::string& table : tables) {
+      if (catalog_.FindTable(table) == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s: id(%s) names a table that is not in the schema", where, table));
+      }
+    }
+  }
+  function.name = def.name;
+  function.visibility = def.visibility;
+  function.args = *std::move(args);
+  function.returns = *std::move(returns);
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] =
+      functions_.try_emplace(def.name, std::make_shared<const RegisteredFunction>(function));
+  if (!inserted) {
+    return absl::AlreadyExistsError(
+        absl::StrFormat("a function named \"%s\" is already registered (a %s)", def.name,
+                        AbslView(FunctionKindName(it->second->kind))));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const RegisteredFunction>> FunctionRegistry::Find(
+    std::string_view name, std::optional<FunctionKind> kind, bool allow_internal) const {
+  std::shared_ptr<const RegisteredFunction> function;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = functions_.find(AbslView(name));
+    if (it != functions_.end()) function = it->second;
+  }
+  if (function == nullptr) {
+    return absl::NotFoundError(absl::StrFormat("no function named \"%s\" is registered", name));
+  }
+  if (function->visibility == Visibility::kInternal && !allow_internal) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "function \"%s\" is internal: only other functions, the scheduler and trusted host code "
+        "(CallInternal) may call it",
+        name));
+  }
+  if (kind.has_value() && function->kind != *kind) {
+    return absl::FailedPreconditionError(absl::StrFormat("function \"%s\" is a %s, not a %s", name,
+                                                         AbslView(FunctionKindName(function->kind)),
+                                                         AbslView(FunctionKindName(*kind))));
+  }
+  return function;
+}
+
+std::string FunctionRegistry::Describe(const std::vector<Violation>& violations) {
+  const std::string more =
+      violations.size() > 1 ? absl::StrFormat(" (and %d more)", violations.size() - 1) : "";
+  return violations[0].message + more;
+}
+
+absl::Status FunctionRegistry::CheckArgs(const RegisteredFunction& function,
+                                         const Value& args) const {
+  if (!args.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("function \"%s\": the arguments must be an object, got %s %s",
+                        function.name, AbslView(TypeName(args.type())), DebugString(args, 60)));
+  }
+  if (!function.args.has_value()) return absl::OkStatus();
+  std::vector<Violation> violations;
+  function.args->Check(
+      args, "", [this](std::string_view table) { return catalog_.TableNumber(table); },
+      &violations);
+  if (violations.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat("function \"%s\": argument \"%s\": %s",
+                                                    function.name, violations[0].path,
+                                                    Describe(violations)));
+}
+
+absl::Status FunctionRegistry::CheckReturn(const RegisteredFunction& function,
+                                           const Value& result) const {
+  if (!function.returns.has_value()) return absl::OkStatus();
+  std::vector<Violation> violations;
+  function.returns->Check(
+      result, "", [this](std::string_view table) { return catalog_.TableNumber(table); },
+      &violations);
+  if (violations.empty()) return absl::OkStatus();
+  const std::string where =
+      violations[0].path.empty() ? "" : absl::StrFormat(" at \"%s\"", violations[0].path);
+  return absl::InternalError(
+      absl::StrFormat("function \"%s\" returned a value its returns validator refuses%s: %s",
+                      function.name, where, Describe(violations)));
+}
+
+absl::StatusOr<Value> FunctionCalls::RunQuery(const FunctionRegistry& registry,
+                                              const RegisteredFunction& function, Reader& reader,
+                                              const Auth& auth, const Value& args) {
+  QueryContext context(reader, auth, registry);
+  return Checked(registry, function, args, [&] { return function.query(context, args); });
+}
+
+absl::StatusOr<Value> FunctionCalls::RunMutation(const FunctionRegistry& registry,
+                                                 const RegisteredFunction& function,
+                                                 Transaction& transaction, const Auth& auth,
+                                                 const Value& args) {
+  MutationContext context(transaction, auth, registry);
+  return Checked(registry, function, args, [&] { return function.mutation(context, args); });
+}
+
+absl::StatusOr<Value> FunctionCalls::RunAction(const FunctionRegistry& registry,
+                                               const RegisteredFunction& function, Database& db,
+                                               const Auth& auth, const Value& args) {
+  ActionContext context(db, auth);
+  return Checked(registry, function, args, [&] { return function.action(context, args); });
+}
+
+absl::StatusOr<Value> FunctionCalls::RunNested(const FunctionRegistry& registry,
+                                               std::string_view name, FunctionKind kind,
+                                               Reader& reader, Transaction* transaction,
+                                               const Auth& auth, const Value& args) {
+  absl::StatusOr<std::shared_ptr<const RegisteredFunction>> function =
+      registry.Find(name, kind, /*allow_internal=*/true);
+  if (!function.ok()) return function.status();
+  if (kind == FunctionKind::kMutation) {
+    return RunMutation(registry, **function, *transaction, auth, args);
+  }
+  return RunQuery(registry, **function, reader, auth, args);
+}
+
+absl::StatusOr<Value> FunctionCalls::CallByName(Database& db, std::string_view name,
+                                                std::optional<FunctionKind> kind, const Value& args,
+                                                const Auth& auth) {
+  return db.CallFunction(name, kind, args, auth, /*allow_internal=*/true);
+}
+
+}  // namespace internal
+}  // namespace stagedb
