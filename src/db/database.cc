@@ -351,12 +351,12 @@ absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)>
   const size_t attempts = std::max<size_t>(1, impl_->options.limits.max_conflict_retries + 1);
   for (size_t attempt = 0; attempt < attempts; ++attempt) {
     internal::Committer& committer = *impl_->committer;
-    const uint64_t token = committer.BeginTransaction();
+    const internal::Committer::Ticket ticket = committer.BeginTransaction(attempt);
     struct End {
       internal::Committer& committer;
-      uint64_t token;
-      ~End() { committer.EndTransaction(token); }
-    } end{committer, token};
+      const internal::Committer::Ticket& ticket;
+      ~End() { committer.EndTransaction(ticket); }
+    } end{committer, ticket};
     absl::StatusOr<std::unique_ptr<internal::StoreTxn>> txn = impl_->store->BeginRead();
     if (!txn.ok()) return txn.status();
     absl::StatusOr<Timestamp> snapshot = (*txn)->CommitTimestamp();
@@ -374,7 +374,7 @@ absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)>
     const ReadSet read_set = state.TakeReadSet();
     const internal::WriteSet writes = state.TakeWriteSet();
     txn->reset();  // a leader may need to grow the map: hold no transaction while queued
-    internal::Committer::Outcome outcome = committer.Commit(*snapshot, read_set, writes);
+    internal::Committer::Outcome outcome = committer.Commit(*snapshot, read_set, writes, attempt);
     if (outcome.conflict) {
       conflict = outcome.status;
       continue;

@@ -11,6 +11,10 @@ namespace {
 
 // Groups are capped so one leader does not hold its callers for too long.
 constexpr size_t kMaxGroup = 256;
+// A transaction that has lost this many conflicts is starving: leaders wait for it to queue (up
+// to kStarvationWait) and validate it first, so it wins the next round.
+constexpr size_t kStarvingAttempt = 2;
+constexpr absl::Duration kStarvationWait = absl::Milliseconds(20);
 
 }  // namespace
 
@@ -18,15 +22,17 @@ Committer::Committer(LmdbStore& store, std::function<void(Timestamp, const Commi
                      absl::Duration commit_delay)
     : store_(store), on_commit_(std::move(on_commit)), commit_delay_(commit_delay) {}
 
-uint64_t Committer::BeginTransaction() {
+Committer::Ticket Committer::BeginTransaction(size_t attempt) {
   std::lock_guard<std::mutex> lock(mu_);
   active_.insert(last_commit_);
-  return last_commit_;
+  attempts_.insert(attempt);
+  return Ticket{.log_position = last_commit_, .attempt = attempt};
 }
 
-void Committer::EndTransaction(uint64_t token) {
+void Committer::EndTransaction(const Ticket& ticket) {
   std::lock_guard<std::mutex> lock(mu_);
-  active_.erase(active_.find(token));
+  active_.erase(active_.find(ticket.log_position));
+  attempts_.erase(attempts_.find(ticket.attempt));
   arrivals_.notify_one();
   // The log is trimmed by the leader only (CommitGroup), which reads it without the lock.
 }
@@ -50,31 +56,33 @@ std::string Committer::FindConflict(const Request& request,
 
 void Committer::TakeQueuedLocked(std::vector<Request*>& group) {
   for (Request* waiting : queue_) {
-    if (group.size() == kMaxGroup) return;
-    if (!waiting->done && !waiting->in_group) {
-      waiting->in_group = true;
-      group.push_back(waiting);
-    }
+    if (group.size() == kMaxGroup) break;
+    if (!waiting->done) group.push_back(waiting);
   }
+  // Any order of validation is a serial order; this one keeps retried transactions from starving.
+  std::stable_sort(group.begin(), group.end(),
+                   [](const Request* a, const Request* b) { return a->attempt > b->attempt; });
 }
 
-bool Committer::TakeLateArrivals(std::vector<Request*>& group, absl::Time deadline) {
-  if (commit_delay_ <= absl::ZeroDuration() || group.size() >= kMaxGroup) return false;
-  std::unique_lock<std::mutex> lock(mu_);
-  // Every running transaction is in active_, the queued ones too; the others are still running
-  // their function (or were just woken after their commit and are about to start again).
-  auto all_queued = [&] {
-    const auto waiting =
-        std::count_if(queue_.begin(), queue_.end(), [](const Request* r) { return !r->done; });
-    return static_cast<size_t>(waiting) >= active_.size();
-  };
-  const auto chrono_deadline = absl::ToChronoTime(deadline);
-  while (!all_queued()) {
-    if (arrivals_.wait_until(lock, chrono_deadline) == std::cv_status::timeout) break;
+void Committer::AwaitRunningLocked(std::unique_lock<std::mutex>& lock) {
+  const absl::Time start = absl::Now();
+  for (;;) {
+    // Every running transaction is in active_, the queued ones too; the others are still
+    // running their function (or were just woken after their commit and are starting again).
+    size_t waiting = 0;
+    size_t most_retried_waiting = 0;
+    for (const Request* request : queue_) {
+      if (request->done) continue;
+      ++waiting;
+      most_retried_waiting = std::max(most_retried_waiting, request->attempt);
+    }
+    if (waiting >= active_.size() || queue_.size() >= kMaxGroup) return;
+    const size_t most_retried = attempts_.empty() ? 0 : *attempts_.rbegin();
+    const bool starving = most_retried >= kStarvingAttempt && most_retried > most_retried_waiting;
+    const absl::Time deadline = start + (starving ? kStarvationWait : commit_delay_);
+    if (absl::Now() >= deadline) return;
+    arrivals_.wait_until(lock, absl::ToChronoTime(deadline));
   }
-  const size_t before = group.size();
-  TakeQueuedLocked(group);
-  return group.size() > before;
 }
 
 void Committer::FailHoldersLocked(const absl::Status& status) {
@@ -88,11 +96,12 @@ void Committer::FailHoldersLocked(const absl::Status& status) {
 }
 
 Committer::Outcome Committer::Commit(Timestamp snapshot, const ReadSet& read_set,
-                                     const WriteSet& writes) {
+                                     const WriteSet& writes, size_t attempt) {
   Request request{.snapshot = snapshot,
                   .read_set = &read_set,
                   .writes = &writes,
-                  .holds_transaction = store_.ThisThreadHoldsTransaction()};
+                  .holds_transaction = store_.ThisThreadHoldsTransaction(),
+                  .attempt = attempt};
   std::unique_lock<std::mutex> lock(mu_);
   queue_.push_back(&request);
   arrivals_.notify_one();
@@ -104,6 +113,7 @@ Committer::Outcome Committer::Commit(Timestamp snapshot, const ReadSet& read_set
     return request.outcome;
   }
   // The leader: take every waiting request that is not done.
+  AwaitRunningLocked(lock);
   std::vector<Request*> group;
   TakeQueuedLocked(group);
   lock.unlock();
@@ -121,7 +131,6 @@ Committer::Outcome Committer::Commit(Timestamp snapshot, const ReadSet& read_set
 }
 
 void Committer::CommitGroup(std::vector<Request*>& group) {
-  const absl::Time delay_deadline = absl::Now() + commit_delay_;
   for (;;) {
     std::vector<LoggedCommit> committed;  // this group's, in order
     absl::Status failure;
@@ -136,10 +145,8 @@ void Committer::CommitGroup(std::vector<Request*>& group) {
         Timestamp next = stored.value_or(0);
         // Commits by other processes since ours: their writes are unknown here.
         const Timestamp unknown_through = next != last_commit_ ? next : 0;
-        // The group may grow while it is written: see TakeLateArrivals.
-        for (size_t i = 0; failure.ok(); ++i) {
-          if (i == group.size() && !TakeLateArrivals(group, delay_deadline)) break;
-          Request* const request = group[i];
+        for (Request* request : group) {
+          if (!failure.ok()) break;
           request->outcome = Outcome{};
           std::string conflict;
           if (request->snapshot < unknown_through) {

@@ -12,7 +12,7 @@
 //
 // Commit delay (PostgreSQL's commit_delay): when other mutations of this process are running
 // but not yet queued, the leader waits for them, up to `commit_delay`, so that one fsync covers
-// them too; it waits after writing the group it has, so the wait overlaps that work. Without it a
+// them too. The group is then validated most-retried first (see Commit). Without it a
 // burst of N threads splits into alternating groups of about N/2 (the ones woken by a fsync re-run
 // while the others form the next group), and each thread waits for two fsyncs per commit.
 //
@@ -51,11 +51,16 @@ class Committer {
   Committer(LmdbStore& store, std::function<void(Timestamp, const CommitKeys&)> on_commit,
             absl::Duration commit_delay);
 
+  // A running transaction: the write-log position it needs, and how many conflicts it has lost.
+  struct Ticket {
+    Timestamp log_position = 0;
+    size_t attempt = 0;
+  };
   // Keeps the write log from dropping commits a transaction about to take its snapshot must be
   // validated against. Call before opening the snapshot; EndTransaction after Commit (or when
-  // the transaction ends without one).
-  uint64_t BeginTransaction();
-  void EndTransaction(uint64_t token);
+  // the transaction ends without one). `attempt` as for Commit.
+  Ticket BeginTransaction(size_t attempt);
+  void EndTransaction(const Ticket& ticket);
 
   struct Outcome {
     absl::Status status;    // OK, a conflict (Aborted), or a storage error
@@ -63,8 +68,11 @@ class Committer {
     Timestamp commit = 0;   // when OK
   };
   // Validates and writes one finished transaction read at `snapshot`. Blocks until it is
-  // durable (or refused).
-  Outcome Commit(Timestamp snapshot, const ReadSet& read_set, const WriteSet& writes);
+  // durable (or refused). `attempt` counts the conflicts it has lost so far: within a group the
+  // leader validates the most-retried first, so a transaction that keeps losing to the same
+  // competitors (a hot counter) wins the next round instead of starving.
+  Outcome Commit(Timestamp snapshot, const ReadSet& read_set, const WriteSet& writes,
+                 size_t attempt = 0);
 
  private:
   struct Request {
@@ -72,7 +80,7 @@ class Committer {
     const ReadSet* read_set;
     const WriteSet* writes;
     bool holds_transaction;  // its thread has a read transaction open (Mutate inside Query)
-    bool in_group = false;   // taken by a leader
+    size_t attempt = 0;
     bool done = false;
     Outcome outcome;
   };
@@ -90,12 +98,13 @@ class Committer {
   // Fails, and wakes, the queued requests whose threads hold a read transaction: the map cannot
   // grow while they wait. The caller holds mu_.
   void FailHoldersLocked(const absl::Status& status);
-  // Adds the queued requests that are neither done nor in `group` to it. The caller holds mu_.
+  // The commit delay (see above): waits, up to commit_delay_, until every running transaction
+  // of this process is queued; and, up to kStarvationWait, for a running transaction that has
+  // lost more conflicts than any queued one (so that it is validated first). The caller holds
+  // `lock` on mu_.
+  void AwaitRunningLocked(std::unique_lock<std::mutex>& lock);
+  // The queued requests that are not done, the most-retried first. The caller holds mu_.
   void TakeQueuedLocked(std::vector<Request*>& group);
-  // The commit delay, spent inside the write transaction once the group so far is written, so
-  // that it overlaps the leader's own work: waits (until `deadline`) for the running transactions
-  // to queue, then adds them to `group`. True when it added any.
-  bool TakeLateArrivals(std::vector<Request*>& group, absl::Time deadline);
 
   LmdbStore& store_;
   const std::function<void(Timestamp, const CommitKeys&)> on_commit_;
@@ -110,6 +119,7 @@ class Committer {
   Timestamp last_commit_ = 0;        // the newest commit this process knows the write set of
   bool known_ = false;               // last_commit_ has been read from the store
   std::multiset<Timestamp> active_;  // the log position each running transaction needs
+  std::multiset<size_t> attempts_;   // the attempt of each running transaction
 };
 
 }  // namespace stagedb::internal
