@@ -19,7 +19,8 @@ namespace stagedb {
 
 namespace internal {
 class TransactionState;
-}
+struct ReaderAccess;
+}  // namespace internal
 
 class Reader {
  public:
@@ -50,6 +51,7 @@ class Reader {
  private:
   friend class Query;
   friend class internal::TransactionState;
+  friend struct internal::ReaderAccess;
 };
 
 }  // namespace stagedb

@@ -6,6 +6,7 @@
 #include "nlohmann/json.hpp"
 #include "schema/schema.h"
 #include "stagedb/database.h"
+#include "transactions/transaction_state.h"
 #include "util/absl_view.h"
 
 namespace stagedb {
@@ -77,6 +78,15 @@ absl::StatusOr<std::optional<Validator>> ParseValidator(std::string_view text, b
   absl::StatusOr<Validator> validator = Validator::FromJson(json, where);
   if (!validator.ok()) return validator.status();
   return *std::move(validator);
+}
+
+// A call's row scope: an admin's calls are unscoped; everyone else's are confined to their
+// identity's claims (none, for an anonymous caller).
+std::optional<RowScope> ScopeOf(const Auth& auth) {
+  if (auth.is_admin()) return std::nullopt;
+  const Identity* identity = auth.identity();
+  if (identity == nullptr) return RowScope{};
+  return RowScope{.tenant = identity->tenant_id, .workspace = identity->workspace_id};
 }
 
 // Runs `body` between the argument and the return value checks.
@@ -199,6 +209,7 @@ absl::Status FunctionRegistry::CheckReturn(const RegisteredFunction& function,
 absl::StatusOr<Value> FunctionCalls::RunQuery(const FunctionRegistry& registry,
                                               const RegisteredFunction& function, Reader& reader,
                                               const Auth& auth, const Value& args) {
+  ReaderAccess::State(reader).set_row_scope(ScopeOf(auth));
   QueryContext context(reader, auth, registry);
   return Checked(registry, function, args, [&] { return function.query(context, args); });
 }
@@ -207,6 +218,7 @@ absl::StatusOr<Value> FunctionCalls::RunMutation(const FunctionRegistry& registr
                                                  const RegisteredFunction& function,
                                                  Transaction& transaction, const Auth& auth,
                                                  const Value& args) {
+  ReaderAccess::State(transaction).set_row_scope(ScopeOf(auth));
   MutationContext context(transaction, auth, registry);
   return Checked(registry, function, args, [&] { return function.mutation(context, args); });
 }

@@ -107,6 +107,41 @@ absl::StatusOr<IndexDef> ParseIndex(const nlohmann::json& json, const std::strin
   return index;
 }
 
+// {"workspace": "workspace_id", "tenant": "tenant_id"}: each field a required top-level string
+// or id field of the table.
+absl::StatusOr<std::map<std::string, std::string>> ParseScope(const nlohmann::json& json,
+                                                              const std::string& table,
+                                                              const Validator& document,
+                                                              const std::string& source) {
+  const std::string where = absl::StrFormat("table \"%s\" scope", table);
+  if (!json.is_object() || json.empty()) {
+    return SchemaError(source, where + " is {\"tenant\": \"<field>\", \"workspace\": \"<field>\"}");
+  }
+  std::map<std::string, std::string> scope;
+  for (const auto& [claim, field_json] : json.items()) {
+    if (std::find(std::begin(kScopeClaims), std::end(kScopeClaims), claim) ==
+        std::end(kScopeClaims)) {
+      return SchemaError(source, absl::StrFormat("%s: unknown claim \"%s\" (allowed: %s)", where,
+                                                 claim, absl::StrJoin(kScopeClaims, ", ")));
+    }
+    if (!field_json.is_string()) {
+      return SchemaError(source, absl::StrFormat("%s: %s names a field", where, claim));
+    }
+    const std::string field = field_json.get<std::string>();
+    auto it = document.fields().find(field);
+    const bool holds_text =
+        it != document.fields().end() && (it->second.kind() == Validator::Kind::kString ||
+                                          it->second.kind() == Validator::Kind::kId);
+    if (!holds_text) {
+      return SchemaError(source, absl::StrFormat("%s: %s field \"%s\" must be a required string "
+                                                 "or id field of the table",
+                                                 where, claim, field));
+    }
+    scope.emplace(claim, field);
+  }
+  return scope;
+}
+
 }  // namespace
 
 bool IsIdentifier(std::string_view name) {
@@ -135,7 +170,7 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
     if (!table_json.is_object() || !table_json.contains("fields")) {
       return SchemaError(source, absl::StrFormat("table \"%s\" needs \"fields\"", name));
     }
-    if (absl::Status s = CheckMembers(table_json, {"fields", "indexes"}, source,
+    if (absl::Status s = CheckMembers(table_json, {"fields", "indexes", "scope"}, source,
                                       absl::StrFormat("table \"%s\"", name));
         !s.ok()) {
       return s;
@@ -170,6 +205,12 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
         }
         table.indexes.push_back(*std::move(index));
       }
+    }
+    if (table_json.contains("scope")) {
+      absl::StatusOr<std::map<std::string, std::string>> scope =
+          ParseScope(table_json["scope"], name, table.document, source);
+      if (!scope.ok()) return scope.status();
+      table.scope = *std::move(scope);
     }
     schema.tables_.emplace(name, std::move(table));
   }
@@ -234,6 +275,7 @@ std::string Schema::ToJsonText() const {
       indexes.push_back({{"name", index.name}, {"fields", index.fields}, {"unique", index.unique}});
     }
     tables[name] = {{"fields", table.document.ToJson()["fields"]}, {"indexes", indexes}};
+    if (!table.scope.empty()) tables[name]["scope"] = table.scope;
   }
   return nlohmann::json({{"tables", tables}}).dump(2);
 }

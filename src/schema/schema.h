@@ -22,10 +22,15 @@ struct IndexDef {
   friend bool operator==(const IndexDef&, const IndexDef&) = default;
 };
 
+// The caller claims a table may be scoped by (row-level scoping, README "Row-level scoping").
+inline constexpr const char* kScopeClaims[] = {"tenant", "workspace"};
+
 struct TableDef {
   std::string name;
   Validator document;  // an object validator of the user fields
   std::vector<IndexDef> indexes;
+  // Row-level scoping: claim ("tenant" or "workspace") -> the top-level field that holds it.
+  std::map<std::string, std::string> scope;
 };
 
 class Schema {

@@ -232,7 +232,48 @@ absl::StatusOr<Document> TransactionState::EntryDocument(const IndexInfo& index,
 
 absl::StatusOr<std::optional<Document>> TransactionState::Get(const DocumentId& id) {
   if (absl::Status s = CountReadCall(); !s.ok()) return s;
-  return Fetch(id);
+  absl::StatusOr<std::optional<Document>> document = Fetch(id);
+  if (document.ok() && document->has_value() &&
+      !InScope(*catalog_.FindTableByNumber(id.table_number()), (*document)->fields())) {
+    return std::nullopt;  // another scope's document is as good as missing
+  }
+  return document;
+}
+
+bool TransactionState::InScope(const TableInfo& table, const Object& document) const {
+  if (!row_scope_.has_value()) return true;
+  for (const auto& [claim, field] : table.def->scope) {
+    const std::string& expected = row_scope_->Claim(claim);
+    auto it = document.find(field);
+    if (expected.empty() || it == document.end() || !it->second.is_string() ||
+        it->second.as_string() != expected) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status TransactionState::CheckWriteScope(const TableInfo& table,
+                                               const Object& document) const {
+  if (InScope(table, document)) return absl::OkStatus();
+  for (const auto& [claim, field] : table.def->scope) {
+    const std::string& expected = row_scope_->Claim(claim);
+    auto it = document.find(field);
+    const std::string got = it == document.end() ? "missing" : DebugString(it->second, 60);
+    if (expected.empty()) {
+      return absl::PermissionDeniedError(absl::StrFormat(
+          "table \"%s\" is scoped by %s (field \"%s\"), and the caller has no %s: only an admin "
+          "context may write it",
+          table.name, claim, field, claim));
+    }
+    if (it == document.end() || !it->second.is_string() || it->second.as_string() != expected) {
+      return absl::PermissionDeniedError(
+          absl::StrFormat("table \"%s\": field \"%s\" is %s, outside the caller's %s \"%s\"",
+                          table.name, field, got, claim, expected));
+    }
+  }
+  return absl::PermissionDeniedError(
+      absl::StrFormat("table \"%s\": outside the caller's scope", table.name));
 }
 
 absl::StatusOr<std::optional<Document>> TransactionState::Fetch(const DocumentId& id) {
@@ -396,7 +437,9 @@ absl::StatusOr<std::vector<Document>> TransactionState::Run(const QuerySpec& spe
   absl::Status status = Scan(
       *range->index, range->lo, range->hi, spec.order,
       [&](Document document) -> absl::StatusOr<bool> {
-        if (!spec.filter || spec.filter(document)) results.push_back(std::move(document));
+        if (InScope(*range->table, document.fields()) && (!spec.filter || spec.filter(document))) {
+          results.push_back(std::move(document));
+        }
         return limit == 0 || results.size() < limit;
       },
       &last_key);
@@ -462,7 +505,9 @@ absl::StatusOr<PaginationResult> TransactionState::Paginate(const QuerySpec& spe
   absl::Status status = Scan(
       *range->index, range->lo, range->hi, spec.order,
       [&](Document document) -> absl::StatusOr<bool> {
-        if (!spec.filter || spec.filter(document)) result.page.push_back(std::move(document));
+        if (InScope(*range->table, document.fields()) && (!spec.filter || spec.filter(document))) {
+          result.page.push_back(std::move(document));
+        }
         return end.has_value() || result.page.size() < options.num_items;
       },
       &last_key, &result.is_done);
@@ -487,9 +532,11 @@ absl::StatusOr<std::pair<const TableInfo*, Document>> TransactionState::GetExist
   absl::StatusOr<std::optional<Document>> document = Fetch(id);
   if (!document.ok()) return document.status();
   const TableInfo* table = catalog_.FindTableByNumber(id.table_number());
-  if (!document->has_value()) {
+  // Another scope's document is as good as missing (its existence is not revealed).
+  if (!document->has_value() || !InScope(*table, (*document)->fields())) {
     return absl::NotFoundError(
-        absl::StrFormat("table \"%s\": document \"%s\" does not exist", table->name, id.text()));
+        absl::StrFormat("table \"%s\": document \"%s\" does not exist%s", table->name, id.text(),
+                        row_scope_.has_value() ? " in the caller's scope" : ""));
   }
   return std::make_pair(table, **std::move(document));
 }
@@ -570,6 +617,7 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
                                              const Object* old, std::optional<Object> next) {
   std::string encoded;
   if (next.has_value()) {
+    if (absl::Status s = CheckWriteScope(table, *next); !s.ok()) return s;
     std::vector<Violation> violations;
     table.def->document.CheckDocument(
         *next, [this](std::string_view name) { return catalog_.TableNumber(name); }, &violations);

@@ -44,6 +44,17 @@ CommitKeys KeysOf(const WriteSet& writes);
 // a commit wrote anything a transaction or query read.
 const ReadRange* FirstRangeWritten(const ReadSet& read_set, const std::vector<std::string>& keys);
 
+// Row-level scoping of one call (README "Row-level scoping"): the caller's claims. Documents of
+// a table that declares scope fields are visible, and writable, only when each of those fields
+// holds the caller's claim; an empty claim matches nothing.
+struct RowScope {
+  std::string tenant;
+  std::string workspace;
+  const std::string& Claim(std::string_view name) const {
+    return name == "tenant" ? tenant : workspace;
+  }
+};
+
 class TransactionState {
  public:
   // `txn` is the storage snapshot (a write transaction for a mutation); `timestamp` its commit
@@ -58,6 +69,8 @@ class TransactionState {
   const ReadSet& read_set() const { return read_set_; }
   // Moves the read set out (for a subscription to keep); reads must be over.
   ReadSet TakeReadSet() { return std::move(read_set_); }
+  // Confines every later read and write to `scope`; nullopt (the default): unscoped.
+  void set_row_scope(std::optional<RowScope> scope) { row_scope_ = std::move(scope); }
 
   // ---- reads ----
   absl::StatusOr<std::optional<Document>> Get(const DocumentId& id);
@@ -117,6 +130,11 @@ class TransactionState {
   // Get without counting: also the read behind Patch, Replace and Delete.
   absl::StatusOr<std::optional<Document>> Fetch(const DocumentId& id);
   void Record(const IndexInfo& index, std::string_view start, std::string_view end);
+  // Whether `document` of `table` is inside the row scope (always, when unscoped).
+  bool InScope(const TableInfo& table, const Object& document) const;
+  // PermissionDenied naming the table, the field and both values when `document`, about to be
+  // written, is outside the row scope.
+  absl::Status CheckWriteScope(const TableInfo& table, const Object& document) const;
 
   const Catalog& catalog_;
   StoreTxn& txn_;
@@ -128,12 +146,18 @@ class TransactionState {
   WriteSet overlay_;
   // `by_id` storage key -> the document as written (nullopt: deleted).
   absl::flat_hash_map<std::string, std::optional<Document>> written_;
+  std::optional<RowScope> row_scope_;
   size_t read_calls_ = 0;
   int scanning_ = 0;  // scans in progress (their visitors run user code)
   size_t documents_read_ = 0;
   size_t bytes_read_ = 0;
   size_t documents_written_ = 0;
   size_t bytes_written_ = 0;
+};
+
+// The state behind a Reader or Transaction handed to user code (to scope a function call).
+struct ReaderAccess {
+  static TransactionState& State(Reader& reader) { return *reader.state_; }
 };
 
 }  // namespace stagedb::internal
