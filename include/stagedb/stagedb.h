@@ -13,6 +13,7 @@
 #include "stagedb/query.h"
 #include "stagedb/read_set.h"
 #include "stagedb/reader.h"
+#include "stagedb/secrets.h"
 #include "stagedb/subscription.h"
 #include "stagedb/transaction.h"
 #include "stagedb/value.h"

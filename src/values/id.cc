@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "values/value_internal.h"
 
 namespace stagedb {
 namespace {
@@ -50,24 +51,6 @@ uint16_t Fletcher16(std::string_view bytes) {
 
 size_t Base32Length(size_t num_bytes) { return (num_bytes * 8 + 4) / 5; }
 
-// Base32 of `bytes`, most significant bit first, the last character padded with zero bits.
-std::string Base32Encode(std::string_view bytes) {
-  std::string text;
-  text.reserve(Base32Length(bytes.size()));
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (const char c : bytes) {
-    buffer = (buffer << 8) | static_cast<uint8_t>(c);
-    bits += 8;
-    while (bits >= 5) {
-      bits -= 5;
-      text.push_back(kAlphabet[(buffer >> bits) & 0x1F]);
-    }
-  }
-  if (bits > 0) text.push_back(kAlphabet[(buffer << (5 - bits)) & 0x1F]);
-  return text;
-}
-
 absl::Status InvalidId(std::string_view text, std::string_view reason) {
   // The text may be anything a caller passed in: escape it and keep the message short.
   constexpr size_t kMaxShown = 64;
@@ -99,6 +82,27 @@ uint64_t NextTimeAndSequence() {
 
 }  // namespace
 
+namespace internal {
+
+std::string Base32Encode(std::string_view bytes) {
+  std::string text;
+  text.reserve(Base32Length(bytes.size()));
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (const char c : bytes) {
+    buffer = (buffer << 8) | static_cast<uint8_t>(c);
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      text.push_back(kAlphabet[(buffer >> bits) & 0x1F]);
+    }
+  }
+  if (bits > 0) text.push_back(kAlphabet[(buffer << (5 - bits)) & 0x1F]);
+  return text;
+}
+
+}  // namespace internal
+
 DocumentId DocumentId::Generate(uint32_t table_number) {
   thread_local absl::BitGen bitgen;
 
@@ -123,7 +127,7 @@ DocumentId DocumentId::Generate(uint32_t table_number) {
   bytes.push_back(static_cast<char>(checksum >> 8));
   bytes.push_back(static_cast<char>(checksum & 0xFF));
 
-  return DocumentId(Base32Encode(bytes), table_number);
+  return DocumentId(internal::Base32Encode(bytes), table_number);
 }
 
 absl::StatusOr<DocumentId> DocumentId::Parse(std::string_view text) {

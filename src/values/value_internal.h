@@ -42,6 +42,10 @@ inline double FloatFromOrderedBits(uint64_t ordered) {
   return std::bit_cast<double>(bits);
 }
 
+// Crockford base32 of `bytes` (lowercase, the id alphabet), most significant bit first, the last
+// character padded with zero bits: the text of document ids and of generated tokens.
+std::string Base32Encode(std::string_view bytes);
+
 // Appends the JSON text of `value` (see ValueToJson) to *out, rendering undefined as the bare
 // word `undefined`. Stops early, at a value boundary, once *out is longer than `limit` bytes, so
 // DebugString of a large document costs only what it shows.
