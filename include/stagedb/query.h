@@ -47,6 +47,7 @@ struct QuerySpec {
   IndexRange range;
   SortOrder order = SortOrder::kAsc;
   std::function<bool(const Document&)> filter;  // empty: every document in range
+  bool include_deleted = false;                 // see Query::IncludeDeleted
 };
 
 class Query {
@@ -56,6 +57,9 @@ class Query {
   // Keeps only documents for which `predicate` is true. The filtered-out documents still count
   // as read (their index range is in the read set).
   Query& Filter(std::function<bool(const Document&)> predicate);
+  // On a table with soft delete (schema "soft_delete"), also returns the deleted documents,
+  // which queries skip otherwise.
+  Query& IncludeDeleted();
 
   absl::StatusOr<std::vector<Document>> Take(size_t n);
   absl::StatusOr<std::vector<Document>> Collect();

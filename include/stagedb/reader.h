@@ -32,6 +32,9 @@ class Reader {
   absl::StatusOr<std::optional<Document>> Get(const DocumentId& id);
   // Parses `id_text` first; a malformed id is InvalidArgument.
   absl::StatusOr<std::optional<Document>> Get(std::string_view id_text);
+  // As Get, and a soft-deleted document (schema "soft_delete") is returned too; Get treats it
+  // as missing.
+  absl::StatusOr<std::optional<Document>> GetIncludingDeleted(const DocumentId& id);
 
   Query Table(std::string_view table) { return Query(this, std::string(table)); }
 

@@ -17,6 +17,11 @@ Query& Query::Order(SortOrder order) {
   return *this;
 }
 
+Query& Query::IncludeDeleted() {
+  spec_.include_deleted = true;
+  return *this;
+}
+
 Query& Query::Filter(std::function<bool(const Document&)> predicate) {
   if (spec_.filter) {
     // Filters chain: a document must pass every one.

@@ -142,6 +142,28 @@ absl::StatusOr<std::map<std::string, std::string>> ParseScope(const nlohmann::js
   return scope;
 }
 
+// {"field": "deletedAt"}: an optional number field of the table.
+absl::StatusOr<std::string> ParseSoftDelete(const nlohmann::json& json, const std::string& table,
+                                            const Validator& document, const std::string& source) {
+  const std::string where = absl::StrFormat("table \"%s\" soft_delete", table);
+  if (!json.is_object() || json.size() != 1 || !json.contains("field") ||
+      !json["field"].is_string()) {
+    return SchemaError(source, where + " is {\"field\": \"<optional number field>\"}");
+  }
+  const std::string field = json["field"].get<std::string>();
+  auto it = document.fields().find(field);
+  const bool optional_number = it != document.fields().end() &&
+                               it->second.kind() == Validator::Kind::kOptional &&
+                               it->second.children()[0].kind() == Validator::Kind::kFloat64;
+  if (!optional_number) {
+    return SchemaError(source, absl::StrFormat("%s: field \"%s\" must be an optional number field "
+                                               "of the table ({\"type\": \"optional\", \"of\": "
+                                               "\"number\"})",
+                                               where, field));
+  }
+  return field;
+}
+
 }  // namespace
 
 bool IsIdentifier(std::string_view name) {
@@ -170,8 +192,8 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
     if (!table_json.is_object() || !table_json.contains("fields")) {
       return SchemaError(source, absl::StrFormat("table \"%s\" needs \"fields\"", name));
     }
-    if (absl::Status s = CheckMembers(table_json, {"fields", "indexes", "scope"}, source,
-                                      absl::StrFormat("table \"%s\"", name));
+    if (absl::Status s = CheckMembers(table_json, {"fields", "indexes", "scope", "soft_delete"},
+                                      source, absl::StrFormat("table \"%s\"", name));
         !s.ok()) {
       return s;
     }
@@ -211,6 +233,12 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
           ParseScope(table_json["scope"], name, table.document, source);
       if (!scope.ok()) return scope.status();
       table.scope = *std::move(scope);
+    }
+    if (table_json.contains("soft_delete")) {
+      absl::StatusOr<std::string> field =
+          ParseSoftDelete(table_json["soft_delete"], name, table.document, source);
+      if (!field.ok()) return field.status();
+      table.soft_delete_field = *std::move(field);
     }
     schema.tables_.emplace(name, std::move(table));
   }
@@ -276,6 +304,9 @@ std::string Schema::ToJsonText() const {
     }
     tables[name] = {{"fields", table.document.ToJson()["fields"]}, {"indexes", indexes}};
     if (!table.scope.empty()) tables[name]["scope"] = table.scope;
+    if (!table.soft_delete_field.empty()) {
+      tables[name]["soft_delete"] = {{"field", table.soft_delete_field}};
+    }
   }
   return nlohmann::json({{"tables", tables}}).dump(2);
 }

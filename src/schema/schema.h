@@ -31,6 +31,8 @@ struct TableDef {
   std::vector<IndexDef> indexes;
   // Row-level scoping: claim ("tenant" or "workspace") -> the top-level field that holds it.
   std::map<std::string, std::string> scope;
+  // Soft delete: the optional number field Delete sets (ms since the epoch); empty: hard delete.
+  std::string soft_delete_field;
 };
 
 class Schema {

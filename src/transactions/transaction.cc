@@ -11,6 +11,10 @@ absl::StatusOr<std::optional<Document>> Reader::Get(const DocumentId& id) {
   return state_->Get(id);
 }
 
+absl::StatusOr<std::optional<Document>> Reader::GetIncludingDeleted(const DocumentId& id) {
+  return state_->Get(id, /*include_deleted=*/true);
+}
+
 absl::StatusOr<std::optional<Document>> Reader::Get(std::string_view id_text) {
   absl::StatusOr<DocumentId> id = DocumentId::Parse(id_text);
   if (!id.ok()) return id.status();

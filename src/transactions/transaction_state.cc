@@ -230,14 +230,25 @@ absl::StatusOr<Document> TransactionState::EntryDocument(const IndexInfo& index,
   return **std::move(document);
 }
 
-absl::StatusOr<std::optional<Document>> TransactionState::Get(const DocumentId& id) {
+absl::StatusOr<std::optional<Document>> TransactionState::Get(const DocumentId& id,
+                                                              bool include_deleted) {
   if (absl::Status s = CountReadCall(); !s.ok()) return s;
   absl::StatusOr<std::optional<Document>> document = Fetch(id);
   if (document.ok() && document->has_value() &&
-      !InScope(*catalog_.FindTableByNumber(id.table_number()), (*document)->fields())) {
-    return std::nullopt;  // another scope's document is as good as missing
+      !Shows(*catalog_.FindTableByNumber(id.table_number()), (*document)->fields(),
+             include_deleted)) {
+    return std::nullopt;  // another scope's, or a deleted, document is as good as missing
   }
   return document;
+}
+
+bool TransactionState::Shows(const TableInfo& table, const Object& document,
+                             bool include_deleted) const {
+  if (!include_deleted && !table.def->soft_delete_field.empty() &&
+      document.contains(table.def->soft_delete_field)) {
+    return false;
+  }
+  return InScope(table, document);
 }
 
 bool TransactionState::InScope(const TableInfo& table, const Object& document) const {
@@ -437,7 +448,8 @@ absl::StatusOr<std::vector<Document>> TransactionState::Run(const QuerySpec& spe
   absl::Status status = Scan(
       *range->index, range->lo, range->hi, spec.order,
       [&](Document document) -> absl::StatusOr<bool> {
-        if (InScope(*range->table, document.fields()) && (!spec.filter || spec.filter(document))) {
+        if (Shows(*range->table, document.fields(), spec.include_deleted) &&
+            (!spec.filter || spec.filter(document))) {
           results.push_back(std::move(document));
         }
         return limit == 0 || results.size() < limit;
@@ -505,7 +517,8 @@ absl::StatusOr<PaginationResult> TransactionState::Paginate(const QuerySpec& spe
   absl::Status status = Scan(
       *range->index, range->lo, range->hi, spec.order,
       [&](Document document) -> absl::StatusOr<bool> {
-        if (InScope(*range->table, document.fields()) && (!spec.filter || spec.filter(document))) {
+        if (Shows(*range->table, document.fields(), spec.include_deleted) &&
+            (!spec.filter || spec.filter(document))) {
           result.page.push_back(std::move(document));
         }
         return end.has_value() || result.page.size() < options.num_items;
@@ -590,7 +603,13 @@ absl::Status TransactionState::Delete(const DocumentId& id) {
   absl::StatusOr<std::pair<const TableInfo*, Document>> existing = GetExisting(id);
   if (!existing.ok()) return existing.status();
   const auto& [table, old] = *existing;
-  return WriteDocument(*table, id, &old.fields(), std::nullopt);
+  const std::string& soft_delete_field = table->def->soft_delete_field;
+  if (soft_delete_field.empty()) return WriteDocument(*table, id, &old.fields(), std::nullopt);
+  // Soft delete: the document stays, marked with its (first) deletion time.
+  if (old.fields().contains(soft_delete_field)) return absl::OkStatus();
+  Object next = old.fields();
+  next[soft_delete_field] = Value(absl::ToDoubleMilliseconds(absl::Now() - absl::UnixEpoch()));
+  return WriteDocument(*table, id, &old.fields(), std::move(next));
 }
 
 absl::Status TransactionState::CheckUnique(const IndexInfo& index, const Object& document,

@@ -73,7 +73,7 @@ class TransactionState {
   void set_row_scope(std::optional<RowScope> scope) { row_scope_ = std::move(scope); }
 
   // ---- reads ----
-  absl::StatusOr<std::optional<Document>> Get(const DocumentId& id);
+  absl::StatusOr<std::optional<Document>> Get(const DocumentId& id, bool include_deleted = false);
   absl::StatusOr<std::vector<Document>> Run(const QuerySpec& spec, size_t limit);
   absl::StatusOr<PaginationResult> Paginate(const QuerySpec& spec,
                                             const PaginationOptions& options);
@@ -132,6 +132,8 @@ class TransactionState {
   void Record(const IndexInfo& index, std::string_view start, std::string_view end);
   // Whether `document` of `table` is inside the row scope (always, when unscoped).
   bool InScope(const TableInfo& table, const Object& document) const;
+  // Whether a read shows `document`: in scope, and not soft-deleted unless `include_deleted`.
+  bool Shows(const TableInfo& table, const Object& document, bool include_deleted) const;
   // PermissionDenied naming the table, the field and both values when `document`, about to be
   // written, is outside the row scope.
   absl::Status CheckWriteScope(const TableInfo& table, const Object& document) const;
