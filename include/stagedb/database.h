@@ -142,6 +142,11 @@ class Database {
                                                  const UpdateSlot& callback,
                                                  const Auth& auth = Auth::Anonymous());
 
+  // Removes now the documents of every table with a TTL (schema "ttl") whose TTL field is older
+  // than the table's TTL, in mutations of at most 500 documents (subscriptions see them go);
+  // returns how many it removed. A thread does this every Options::ttl_sweep_interval.
+  absl::StatusOr<size_t> SweepExpired();
+
   // The timestamp of the latest commit.
   Timestamp LastCommitTimestamp() const;
   // The schema in force, as the JSON text of one schema file.
@@ -152,6 +157,8 @@ class Database {
  private:
   friend struct internal::FunctionCalls;
   explicit Database(std::unique_ptr<internal::DatabaseImpl> impl);
+  // Starts the TTL sweep thread when a table has a TTL and the interval is not zero.
+  void StartSweeper();
   // Call and CallInternal, and an action's calls (which also name the kind they expect).
   absl::StatusOr<Value> CallFunction(std::string_view name, std::optional<FunctionKind> kind,
                                      const Value& args, const Auth& auth, bool allow_internal);

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/time/time.h"
+
 namespace stagedb {
 
 // Commit timestamps: each commit gets the next one; 0 is the empty database.
@@ -58,6 +60,9 @@ struct Options {
   TransactionLimits limits;
   Durability durability = Durability::kDurable;
   Delivery delivery = Delivery::kNotifierThread;
+  // How often a thread of the database removes the expired documents of tables with a TTL
+  // (schema "ttl"); zero: no thread, the host calls Database::SweepExpired itself.
+  absl::Duration ttl_sweep_interval = absl::Seconds(1);
 };
 
 }  // namespace stagedb

@@ -3,8 +3,12 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <exception>
+#include <limits>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -224,6 +228,11 @@ class DatabaseImpl {
   // Shared with the subscription handles (weakly) and the notifier thread.
   std::shared_ptr<SubscriptionRegistry> registry;
   std::unique_ptr<Committer> committer;  // hands each commit's write set to `registry`
+  // The TTL sweep thread (Database::StartSweeper), stopped first on close.
+  std::thread sweeper;
+  std::mutex sweeper_mu;
+  std::condition_variable sweeper_cv;
+  bool closing = false;
 };
 
 }  // namespace internal
@@ -321,14 +330,71 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
       // Waiting for a fsync's company pays only when there is a fsync.
       impl->options.durability == Durability::kDurable ? internal::kDurableCommitDelay
                                                        : absl::ZeroDuration());
-  return absl::WrapUnique(new Database(std::move(impl)));
+  std::unique_ptr<Database> db = absl::WrapUnique(new Database(std::move(impl)));
+  db->StartSweeper();
+  return db;
 }
 
 Database::Database(std::unique_ptr<DatabaseImpl> impl) : impl_(std::move(impl)) {}
 
 Database::~Database() {
+  if (impl_->sweeper.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(impl_->sweeper_mu);
+      impl_->closing = true;
+    }
+    impl_->sweeper_cv.notify_all();
+    impl_->sweeper.join();
+  }
   // Subscriptions stop (and their callbacks finish) before the store closes.
   impl_->registry->Shutdown();
+}
+
+void Database::StartSweeper() {
+  const absl::Duration interval = impl_->options.ttl_sweep_interval;
+  const auto& tables = impl_->catalog->schema().tables();
+  const bool any_ttl = std::any_of(tables.begin(), tables.end(), [](const auto& entry) {
+    return !entry.second.ttl_field.empty();
+  });
+  if (!any_ttl || interval <= absl::ZeroDuration()) return;
+  impl_->sweeper = std::thread([this, interval] {
+    std::unique_lock<std::mutex> lock(impl_->sweeper_mu);
+    while (!impl_->sweeper_cv.wait_for(lock, absl::ToChronoMilliseconds(interval),
+                                       [this] { return impl_->closing; })) {
+      lock.unlock();
+      // A failed sweep (a full disk, say) is tried again at the next interval.
+      (void)SweepExpired();
+      lock.lock();
+    }
+  });
+}
+
+absl::StatusOr<size_t> Database::SweepExpired() {
+  constexpr size_t kSweepBatch = 500;
+  const double now_ms = absl::ToDoubleMilliseconds(absl::Now() - absl::UnixEpoch());
+  size_t removed = 0;
+  for (const auto& [name, table] : impl_->catalog->schema().tables()) {
+    if (table.ttl_field.empty()) continue;
+    // Only numbers sort from -infinity up (a missing field, null and int64 sort below): a
+    // document without the field never expires.
+    const IndexRange expired = Gte(table.ttl_field, -std::numeric_limits<double>::infinity())
+                                   .Lt(table.ttl_field, now_ms - table.ttl_seconds * 1000);
+    for (;;) {
+      absl::StatusOr<size_t> batch = Mutate([&](Transaction& tx) -> absl::StatusOr<size_t> {
+        absl::StatusOr<std::vector<Document>> documents =
+            tx.Table(name).WithIndex(table.ttl_index, expired).Take(kSweepBatch);
+        if (!documents.ok()) return documents.status();
+        for (const Document& document : *documents) {
+          if (absl::Status s = tx.Delete(document.id()); !s.ok()) return s;
+        }
+        return documents->size();
+      });
+      if (!batch.ok()) return batch.status();
+      removed += *batch;
+      if (*batch < kSweepBatch) break;
+    }
+  }
+  return removed;
 }
 
 absl::Status Database::RunMutation(absl::FunctionRef<absl::Status(Transaction&)> fn,

@@ -164,6 +164,50 @@ absl::StatusOr<std::string> ParseSoftDelete(const nlohmann::json& json, const st
   return field;
 }
 
+// {"field": "lastSeenAt", "seconds": 120}: a number field (optional or not) that an index starts
+// with, so that the sweep reads only the expired documents.
+absl::Status ParseTtl(const nlohmann::json& json, const std::string& source, TableDef* table) {
+  const std::string where = absl::StrFormat("table \"%s\" ttl", table->name);
+  if (!json.is_object() || json.size() != 2 || !json.contains("field") ||
+      !json["field"].is_string() || !json.contains("seconds") || !json["seconds"].is_number() ||
+      !(json["seconds"].get<double>() > 0)) {
+    return SchemaError(
+        source, where + " is {\"field\": \"<number field>\", \"seconds\": <positive number>}");
+  }
+  const std::string field = json["field"].get<std::string>();
+  auto it = table->document.fields().find(field);
+  const Validator* validator = it == table->document.fields().end() ? nullptr : &it->second;
+  if (validator != nullptr && validator->kind() == Validator::Kind::kOptional) {
+    validator = &validator->children()[0];
+  }
+  if (validator == nullptr || validator->kind() != Validator::Kind::kFloat64) {
+    return SchemaError(source, absl::StrFormat("%s: field \"%s\" must be a number field of the "
+                                               "table (milliseconds since the epoch)",
+                                               where, field));
+  }
+  if (!table->soft_delete_field.empty()) {
+    return SchemaError(source, where +
+                                   ": a table with soft_delete keeps its documents, so it "
+                                   "cannot also expire them");
+  }
+  for (const IndexDef& index : table->indexes) {
+    if (index.fields.front() == field) {
+      table->ttl_index = index.name;
+      break;
+    }
+  }
+  if (table->ttl_index.empty()) {
+    return SchemaError(source,
+                       absl::StrFormat("%s: field \"%s\" needs an index that starts with it, so "
+                                       "the sweep reads only expired documents (e.g. {\"name\": "
+                                       "\"by_%s\", \"fields\": [\"%s\"]})",
+                                       where, field, field, field));
+  }
+  table->ttl_field = field;
+  table->ttl_seconds = json["seconds"].get<double>();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool IsIdentifier(std::string_view name) {
@@ -192,8 +236,9 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
     if (!table_json.is_object() || !table_json.contains("fields")) {
       return SchemaError(source, absl::StrFormat("table \"%s\" needs \"fields\"", name));
     }
-    if (absl::Status s = CheckMembers(table_json, {"fields", "indexes", "scope", "soft_delete"},
-                                      source, absl::StrFormat("table \"%s\"", name));
+    if (absl::Status s =
+            CheckMembers(table_json, {"fields", "indexes", "scope", "soft_delete", "ttl"}, source,
+                         absl::StrFormat("table \"%s\"", name));
         !s.ok()) {
       return s;
     }
@@ -239,6 +284,9 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
           ParseSoftDelete(table_json["soft_delete"], name, table.document, source);
       if (!field.ok()) return field.status();
       table.soft_delete_field = *std::move(field);
+    }
+    if (table_json.contains("ttl")) {
+      if (absl::Status s = ParseTtl(table_json["ttl"], source, &table); !s.ok()) return s;
     }
     schema.tables_.emplace(name, std::move(table));
   }
@@ -306,6 +354,9 @@ std::string Schema::ToJsonText() const {
     if (!table.scope.empty()) tables[name]["scope"] = table.scope;
     if (!table.soft_delete_field.empty()) {
       tables[name]["soft_delete"] = {{"field", table.soft_delete_field}};
+    }
+    if (!table.ttl_field.empty()) {
+      tables[name]["ttl"] = {{"field", table.ttl_field}, {"seconds", table.ttl_seconds}};
     }
   }
   return nlohmann::json({{"tables", tables}}).dump(2);

@@ -33,6 +33,11 @@ struct TableDef {
   std::map<std::string, std::string> scope;
   // Soft delete: the optional number field Delete sets (ms since the epoch); empty: hard delete.
   std::string soft_delete_field;
+  // TTL: a document whose `ttl_field` (ms since the epoch) is older than `ttl` is removed by the
+  // engine's sweep. Empty field: no TTL. `ttl_index`: an index that starts with the field.
+  std::string ttl_field;
+  double ttl_seconds = 0;
+  std::string ttl_index;
 };
 
 class Schema {
