@@ -167,10 +167,13 @@ absl::StatusOr<std::shared_ptr<const RegisteredFunction>> FunctionRegistry::Find
   return function;
 }
 
-std::string FunctionRegistry::Describe(const std::vector<Violation>& violations) {
-  const std::string more =
-      violations.size() > 1 ? absl::StrFormat(" (and %d more)", violations.size() - 1) : "";
-  return violations[0].message + more;
+std::vector<Violation> FunctionRegistry::Violations(const Validator& validator,
+                                                    const Value& value) const {
+  std::vector<Violation> violations;
+  validator.Check(
+      value, "", [this](std::string_view table) { return catalog_.TableNumber(table); },
+      &violations);
+  return violations;
 }
 
 absl::Status FunctionRegistry::CheckArgs(const RegisteredFunction& function,
@@ -181,29 +184,23 @@ absl::Status FunctionRegistry::CheckArgs(const RegisteredFunction& function,
                         function.name, AbslView(TypeName(args.type())), DebugString(args, 60)));
   }
   if (!function.args.has_value()) return absl::OkStatus();
-  std::vector<Violation> violations;
-  function.args->Check(
-      args, "", [this](std::string_view table) { return catalog_.TableNumber(table); },
-      &violations);
+  const std::vector<Violation> violations = Violations(*function.args, args);
   if (violations.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrFormat("function \"%s\": argument \"%s\": %s",
                                                     function.name, violations[0].path,
-                                                    Describe(violations)));
+                                                    DescribeViolations(violations)));
 }
 
 absl::Status FunctionRegistry::CheckReturn(const RegisteredFunction& function,
                                            const Value& result) const {
   if (!function.returns.has_value()) return absl::OkStatus();
-  std::vector<Violation> violations;
-  function.returns->Check(
-      result, "", [this](std::string_view table) { return catalog_.TableNumber(table); },
-      &violations);
+  const std::vector<Violation> violations = Violations(*function.returns, result);
   if (violations.empty()) return absl::OkStatus();
   const std::string where =
       violations[0].path.empty() ? "" : absl::StrFormat(" at \"%s\"", violations[0].path);
   return absl::InternalError(
       absl::StrFormat("function \"%s\" returned a value its returns validator refuses%s: %s",
-                      function.name, where, Describe(violations)));
+                      function.name, where, DescribeViolations(violations)));
 }
 
 absl::StatusOr<Value> FunctionCalls::RunQuery(const FunctionRegistry& registry,

@@ -53,8 +53,8 @@ class FunctionRegistry {
   absl::Status CheckReturn(const RegisteredFunction& function, const Value& result) const;
 
  private:
-  // The first violation, and how many more, as one message.
-  static std::string Describe(const std::vector<Violation>& violations);
+  // What `validator` finds wrong with `value` (id(table) checked against this database).
+  std::vector<Violation> Violations(const Validator& validator, const Value& value) const;
 
   const Catalog& catalog_;
   mutable absl::Mutex mu_;

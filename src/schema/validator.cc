@@ -235,6 +235,11 @@ std::string Validator::Describe() const {
   }
 }
 
+std::string DescribeViolations(const std::vector<Violation>& violations) {
+  if (violations.size() == 1) return violations[0].message;
+  return absl::StrFormat("%s (and %d more)", violations[0].message, violations.size() - 1);
+}
+
 std::string Validator::FieldPath::ToString() const {
   if (parent == nullptr) return std::string(name);
   std::string prefix = parent->ToString();

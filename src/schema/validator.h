@@ -22,6 +22,10 @@ struct Violation {
   std::string message;
 };
 
+// The first violation's message, and " (and N more)" when there are others: the one way an
+// error message sums up a failed validation. `violations` is not empty.
+std::string DescribeViolations(const std::vector<Violation>& violations);
+
 // Maps a table name to its number, for id(table) checks; 0 when the table is unknown.
 using TableNumberLookup = std::function<uint32_t(std::string_view table)>;
 

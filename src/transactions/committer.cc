@@ -54,7 +54,8 @@ std::string Committer::FindConflict(const Request& request,
   return absl::StrFormat("table \"%s\" index \"%s\"", hit->table, hit->index);
 }
 
-void Committer::TakeQueuedLocked(std::vector<Request*>& group) {
+std::vector<Committer::Request*> Committer::TakeQueuedLocked() {
+  std::vector<Request*> group;
   for (Request* waiting : queue_) {
     if (group.size() == kMaxGroup) break;
     if (!waiting->done) group.push_back(waiting);
@@ -62,6 +63,7 @@ void Committer::TakeQueuedLocked(std::vector<Request*>& group) {
   // Any order of validation is a serial order; this one keeps retried transactions from starving.
   std::stable_sort(group.begin(), group.end(),
                    [](const Request* a, const Request* b) { return a->attempt > b->attempt; });
+  return group;
 }
 
 void Committer::AwaitRunningLocked(std::unique_lock<std::mutex>& lock) {
@@ -114,8 +116,7 @@ Committer::Outcome Committer::Commit(Timestamp snapshot, const ReadSet& read_set
   }
   // The leader: take every waiting request that is not done.
   AwaitRunningLocked(lock);
-  std::vector<Request*> group;
-  TakeQueuedLocked(group);
+  std::vector<Request*> group = TakeQueuedLocked();
   lock.unlock();
   CommitGroup(group);
   lock.lock();

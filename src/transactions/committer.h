@@ -104,7 +104,7 @@ class Committer {
   // `lock` on mu_.
   void AwaitRunningLocked(std::unique_lock<std::mutex>& lock);
   // The queued requests that are not done, the most-retried first. The caller holds mu_.
-  void TakeQueuedLocked(std::vector<Request*>& group);
+  std::vector<Request*> TakeQueuedLocked();
 
   LmdbStore& store_;
   const std::function<void(Timestamp, const CommitKeys&)> on_commit_;

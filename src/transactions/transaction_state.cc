@@ -251,40 +251,47 @@ bool TransactionState::Shows(const TableInfo& table, const Object& document,
   return InScope(table, document);
 }
 
-bool TransactionState::InScope(const TableInfo& table, const Object& document) const {
-  if (!row_scope_.has_value()) return true;
-  for (const auto& [claim, field] : table.def->scope) {
-    const std::string& expected = row_scope_->Claim(claim);
-    auto it = document.find(field);
+const std::pair<const std::string, std::string>* TransactionState::OutOfScope(
+    const TableInfo& table, const Object& document) const {
+  if (!row_scope_.has_value()) return nullptr;
+  for (const auto& entry : table.def->scope) {
+    const std::string& expected = row_scope_->Claim(entry.first);
+    auto it = document.find(entry.second);
     if (expected.empty() || it == document.end() || !it->second.is_string() ||
         it->second.as_string() != expected) {
-      return false;
+      return &entry;
     }
   }
-  return true;
+  return nullptr;
+}
+
+bool TransactionState::InScope(const TableInfo& table, const Object& document) const {
+  return OutOfScope(table, document) == nullptr;
 }
 
 absl::Status TransactionState::CheckWriteScope(const TableInfo& table,
                                                const Object& document) const {
-  if (InScope(table, document)) return absl::OkStatus();
-  for (const auto& [claim, field] : table.def->scope) {
-    const std::string& expected = row_scope_->Claim(claim);
-    auto it = document.find(field);
-    const std::string got = it == document.end() ? "missing" : DebugString(it->second, 60);
-    if (expected.empty()) {
-      return absl::PermissionDeniedError(absl::StrFormat(
-          "table \"%s\" is scoped by %s (field \"%s\"), and the caller has no %s: only an admin "
-          "context may write it",
-          table.name, claim, field, claim));
-    }
-    if (it == document.end() || !it->second.is_string() || it->second.as_string() != expected) {
-      return absl::PermissionDeniedError(
-          absl::StrFormat("table \"%s\": field \"%s\" is %s, outside the caller's %s \"%s\"",
-                          table.name, field, got, claim, expected));
-    }
+  const auto* outside = OutOfScope(table, document);
+  if (outside == nullptr) return absl::OkStatus();
+  const auto& [claim, field] = *outside;
+  const std::string& expected = row_scope_->Claim(claim);
+  if (expected.empty()) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "table \"%s\" is scoped by %s (field \"%s\"), and the caller has no %s: only an admin "
+        "context may write it",
+        table.name, claim, field, claim));
   }
+  auto it = document.find(field);
+  const std::string got = it == document.end() ? "missing" : DebugString(it->second, 60);
   return absl::PermissionDeniedError(
-      absl::StrFormat("table \"%s\": outside the caller's scope", table.name));
+      absl::StrFormat("table \"%s\": field \"%s\" is %s, outside the caller's %s \"%s\"",
+                      table.name, field, got, claim, expected));
+}
+
+bool TransactionState::Selects(const TableInfo& table, const QuerySpec& spec,
+                               const Document& document) const {
+  return Shows(table, document.fields(), spec.include_deleted) &&
+         (!spec.filter || spec.filter(document));
 }
 
 absl::StatusOr<std::optional<Document>> TransactionState::Fetch(const DocumentId& id) {
@@ -448,10 +455,7 @@ absl::StatusOr<std::vector<Document>> TransactionState::Run(const QuerySpec& spe
   absl::Status status = Scan(
       *range->index, range->lo, range->hi, spec.order,
       [&](Document document) -> absl::StatusOr<bool> {
-        if (Shows(*range->table, document.fields(), spec.include_deleted) &&
-            (!spec.filter || spec.filter(document))) {
-          results.push_back(std::move(document));
-        }
+        if (Selects(*range->table, spec, document)) results.push_back(std::move(document));
         return limit == 0 || results.size() < limit;
       },
       &last_key);
@@ -517,10 +521,7 @@ absl::StatusOr<PaginationResult> TransactionState::Paginate(const QuerySpec& spe
   absl::Status status = Scan(
       *range->index, range->lo, range->hi, spec.order,
       [&](Document document) -> absl::StatusOr<bool> {
-        if (Shows(*range->table, document.fields(), spec.include_deleted) &&
-            (!spec.filter || spec.filter(document))) {
-          result.page.push_back(std::move(document));
-        }
+        if (Selects(*range->table, spec, document)) result.page.push_back(std::move(document));
         return end.has_value() || result.page.size() < options.num_items;
       },
       &last_key, &result.is_done);
@@ -641,11 +642,9 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
     table.def->document.CheckDocument(
         *next, [this](std::string_view name) { return catalog_.TableNumber(name); }, &violations);
     if (!violations.empty()) {
-      const std::string more =
-          violations.size() > 1 ? absl::StrFormat(" (and %d more)", violations.size() - 1) : "";
-      return absl::InvalidArgumentError(absl::StrFormat("table \"%s\": field \"%s\": %s%s",
+      return absl::InvalidArgumentError(absl::StrFormat("table \"%s\": field \"%s\": %s",
                                                         table.name, violations[0].path,
-                                                        violations[0].message, more));
+                                                        DescribeViolations(violations)));
     }
     EncodeDocument(*next, &encoded);
     if (encoded.size() > kMaxDocumentBytes) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/btree_map.h"
@@ -134,6 +135,12 @@ class TransactionState {
   bool InScope(const TableInfo& table, const Object& document) const;
   // Whether a read shows `document`: in scope, and not soft-deleted unless `include_deleted`.
   bool Shows(const TableInfo& table, const Object& document, bool include_deleted) const;
+  // The first (claim, field) of `table`'s scope that `document` does not satisfy; null when it is
+  // inside the row scope (always, when unscoped).
+  const std::pair<const std::string, std::string>* OutOfScope(const TableInfo& table,
+                                                              const Object& document) const;
+  // Whether a query returns `document` of `table`: Shows it, and the spec's filter accepts it.
+  bool Selects(const TableInfo& table, const QuerySpec& spec, const Document& document) const;
   // PermissionDenied naming the table, the field and both values when `document`, about to be
   // written, is outside the row scope.
   absl::Status CheckWriteScope(const TableInfo& table, const Object& document) const;
