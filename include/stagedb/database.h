@@ -29,9 +29,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "stagedb/auth.h"
+#include "stagedb/file_storage.h"
 #include "stagedb/functions.h"
 #include "stagedb/options.h"
 #include "stagedb/reader.h"
+#include "stagedb/scheduler.h"
 #include "stagedb/subscription.h"
 #include "stagedb/transaction.h"
 
@@ -39,6 +41,8 @@ namespace stagedb {
 
 namespace internal {
 class DatabaseImpl;
+class JobRunner;
+struct RegisteredFunction;
 template <typename T>
 struct IsStatusOr : std::false_type {};
 template <typename T>
@@ -142,6 +146,12 @@ class Database {
                                                  const UpdateSlot& callback,
                                                  const Auth& auth = Auth::Anonymous());
 
+  // Schedules functions as `auth` (scheduler.h), each job in a transaction of its own; also
+  // cancels jobs.
+  Scheduler scheduler(const Auth& auth = Auth::Admin());
+  // Stored files (file_storage.h).
+  FileStorage files() { return FileStorage(*this); }
+
   // Removes now the documents of every table with a TTL (schema "ttl") whose TTL field is older
   // than the table's TTL, in mutations of at most 500 documents (subscriptions see them go);
   // returns how many it removed. A thread does this every Options::ttl_sweep_interval.
@@ -156,9 +166,14 @@ class Database {
 
  private:
   friend struct internal::FunctionCalls;
+  friend class FileStorage;
+  friend class internal::JobRunner;
   explicit Database(std::unique_ptr<internal::DatabaseImpl> impl);
   // Starts the TTL sweep thread when a table has a TTL and the interval is not zero.
   void StartSweeper();
+  // RegisterQuery, RegisterMutation and RegisterAction.
+  absl::Status Register(const FunctionDef& def, internal::RegisteredFunction function);
+  const Options& options() const;
   // Call and CallInternal, and an action's calls (which also name the kind they expect).
   absl::StatusOr<Value> CallFunction(std::string_view name, std::optional<FunctionKind> kind,
                                      const Value& args, const Auth& auth, bool allow_internal);

@@ -29,7 +29,9 @@
 
 #include "absl/status/statusor.h"
 #include "stagedb/auth.h"
+#include "stagedb/file_storage.h"
 #include "stagedb/reader.h"
+#include "stagedb/scheduler.h"
 #include "stagedb/transaction.h"
 #include "stagedb/value.h"
 
@@ -86,6 +88,8 @@ class MutationContext {
   const Auth& auth() const { return auth_; }
   absl::StatusOr<Value> RunQuery(std::string_view name, const Value& args);
   absl::StatusOr<Value> RunMutation(std::string_view name, const Value& args);
+  // Schedules functions in this transaction (scheduler.h): the jobs commit with it, or vanish.
+  Scheduler scheduler() { return Scheduler(registry_, &transaction_, nullptr, auth_); }
 
  private:
   friend struct internal::FunctionCalls;
@@ -106,6 +110,10 @@ class ActionContext {
   absl::StatusOr<Value> RunQuery(std::string_view name, const Value& args);
   absl::StatusOr<Value> RunMutation(std::string_view name, const Value& args);
   absl::StatusOr<Value> RunAction(std::string_view name, const Value& args);
+  // Schedules functions (scheduler.h), each job in a transaction of its own, run as this caller.
+  Scheduler scheduler();
+  // The database's file storage (file_storage.h).
+  FileStorage storage();
 
  private:
   friend struct internal::FunctionCalls;

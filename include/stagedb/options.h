@@ -63,6 +63,14 @@ struct Options {
   // How often a thread of the database removes the expired documents of tables with a TTL
   // (schema "ttl"); zero: no thread, the host calls Database::SweepExpired itself.
   absl::Duration ttl_sweep_interval = absl::Seconds(1);
+  // Whether this process runs scheduled functions (scheduler.h) on a thread of the database.
+  // Several processes may open one database, but only one should run its jobs: set this to
+  // false in the others. That process also removes files left half-written at Open.
+  bool run_scheduler = true;
+  // How many scheduled actions may run at once (each on a thread of its own).
+  size_t max_running_actions = 4;
+  // The largest file FileStorage accepts, in bytes.
+  int64_t max_file_size = int64_t{1} << 30;
 };
 
 }  // namespace stagedb

@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "functions/function_registry.h"
+#include "functions/job_runner.h"
 #include "reactive/subscription_registry.h"
 #include "schema/catalog.h"
 #include "schema/schema.h"
@@ -228,6 +229,8 @@ class DatabaseImpl {
   // Shared with the subscription handles (weakly) and the notifier thread.
   std::shared_ptr<SubscriptionRegistry> registry;
   std::unique_ptr<Committer> committer;  // hands each commit's write set to `registry`
+  // Runs scheduled functions (Options::run_scheduler); woken by commits that write a job.
+  std::unique_ptr<JobRunner> runner;
   // The TTL sweep thread (Database::StartSweeper), stopped first on close.
   std::thread sweeper;
   std::mutex sweeper_mu;
@@ -265,6 +268,7 @@ absl::Status LoadSchema(StoreTxn& txn, const Options& options, DatabaseImpl& imp
     absl::StatusOr<Schema> old_schema =
         Schema::FromJsonText(**stored_schema, "stored in the database");
     if (!old_schema.ok()) return old_schema.status();
+    if (absl::Status s = old_schema->AddSystemTables(); !s.ok()) return s;
     catalog_json = nlohmann::json::parse(stored_catalog->value_or("{}"), nullptr, false);
     old_catalog = Catalog::Build(*std::move(old_schema), catalog_json);
   }
@@ -278,6 +282,7 @@ absl::Status LoadSchema(StoreTxn& txn, const Options& options, DatabaseImpl& imp
     schema = Schema::FromJsonText(**stored_schema, "stored in the database");
   }
   if (!schema.ok()) return schema.status();
+  if (absl::Status s = schema->AddSystemTables(); !s.ok()) return s;
   if (absl::Status s = schema->CheckReferences(); !s.ok()) return s;
   impl.catalog = Catalog::Build(*std::move(schema), catalog_json);
   if (absl::Status s = Evolve(txn, old_catalog.get(), *impl.catalog); !s.ok()) return s;
@@ -324,20 +329,30 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
   impl->functions = std::make_unique<internal::FunctionRegistry>(*impl->catalog);
   impl->committer = std::make_unique<internal::Committer>(
       *impl->store,
-      [registry = impl->registry.get()](Timestamp timestamp, const internal::CommitKeys& keys) {
-        registry->Publish(timestamp, keys);
+      [impl = impl.get()](Timestamp timestamp, const internal::CommitKeys& keys) {
+        // `runner` is set before any other thread commits (at the end of Open).
+        if (impl->runner != nullptr && impl->runner->Touches(keys)) impl->runner->Wake();
+        impl->registry->Publish(timestamp, keys);
       },
       // Waiting for a fsync's company pays only when there is a fsync.
       impl->options.durability == Durability::kDurable ? internal::kDurableCommitDelay
                                                        : absl::ZeroDuration());
   std::unique_ptr<Database> db = absl::WrapUnique(new Database(std::move(impl)));
   db->StartSweeper();
+  DatabaseImpl& opened = *db->impl_;
+  if (opened.options.run_scheduler) {
+    opened.runner = std::make_unique<internal::JobRunner>(*db, *opened.functions, *opened.catalog,
+                                                          opened.options.max_running_actions);
+    opened.runner->Start();
+  }
   return db;
 }
 
 Database::Database(std::unique_ptr<DatabaseImpl> impl) : impl_(std::move(impl)) {}
 
 Database::~Database() {
+  // Running actions finish first: they may still use everything below.
+  if (impl_->runner != nullptr) impl_->runner->Stop();
   if (impl_->sweeper.joinable()) {
     {
       std::lock_guard<std::mutex> lock(impl_->sweeper_mu);
@@ -483,17 +498,29 @@ absl::Status Database::RunQuery(absl::FunctionRef<absl::Status(Reader&)> fn) {
 }
 
 absl::Status Database::RegisterQuery(const FunctionDef& def, QueryFunction fn) {
-  return impl_->functions->Register(def, {.kind = FunctionKind::kQuery, .query = std::move(fn)});
+  return Register(def, {.kind = FunctionKind::kQuery, .query = std::move(fn)});
 }
 
 absl::Status Database::RegisterMutation(const FunctionDef& def, MutationFunction fn) {
-  return impl_->functions->Register(def,
-                                    {.kind = FunctionKind::kMutation, .mutation = std::move(fn)});
+  return Register(def, {.kind = FunctionKind::kMutation, .mutation = std::move(fn)});
 }
 
 absl::Status Database::RegisterAction(const FunctionDef& def, ActionFunction fn) {
-  return impl_->functions->Register(def, {.kind = FunctionKind::kAction, .action = std::move(fn)});
+  return Register(def, {.kind = FunctionKind::kAction, .action = std::move(fn)});
 }
+
+absl::Status Database::Register(const FunctionDef& def, internal::RegisteredFunction function) {
+  absl::Status status = impl_->functions->Register(def, std::move(function));
+  // Jobs waiting for this function may run now.
+  if (status.ok() && impl_->runner != nullptr) impl_->runner->Wake();
+  return status;
+}
+
+Scheduler Database::scheduler(const Auth& auth) {
+  return Scheduler(*impl_->functions, nullptr, this, auth);
+}
+
+const Options& Database::options() const { return impl_->options; }
 
 absl::StatusOr<Value> Database::Call(std::string_view name, const Value& args, const Auth& auth) {
   return CallFunction(name, std::nullopt, args, auth, /*allow_internal=*/false);

@@ -50,6 +50,10 @@ absl::StatusOr<Value> ActionContext::RunAction(std::string_view name, const Valu
   return internal::FunctionCalls::CallByName(db_, name, FunctionKind::kAction, args, auth_);
 }
 
+Scheduler ActionContext::scheduler() { return db_.scheduler(auth_); }
+
+FileStorage ActionContext::storage() { return db_.files(); }
+
 namespace internal {
 namespace {
 

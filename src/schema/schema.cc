@@ -218,7 +218,64 @@ bool IsIdentifier(std::string_view name) {
   });
 }
 
+// The engine's own tables (README "System tables"): written only by the engine (the scheduler,
+// file storage), readable, queryable and subscribable like any table, never row-scoped. Times are
+// ms since the epoch; `auth` is who a job runs as (functions/scheduler.cc).
+constexpr std::string_view kSystemSchema = R"({"tables": {
+  "_scheduled_functions": {
+    "fields": {
+      "name": "string",
+      "kind": {"type": "union", "of": [{"type": "literal", "value": "mutation"},
+                                       {"type": "literal", "value": "action"}]},
+      "args": "any",
+      "auth": "any",
+      "scheduledTime": "number",
+      "state": {"type": "union", "of": [{"type": "literal", "value": "pending"},
+                                        {"type": "literal", "value": "inProgress"},
+                                        {"type": "literal", "value": "success"},
+                                        {"type": "literal", "value": "failed"},
+                                        {"type": "literal", "value": "canceled"}]},
+      "completedTime": {"type": "optional", "of": "number"},
+      "error": {"type": "optional", "of": "string"}
+    },
+    "indexes": [{"name": "by_state_time", "fields": ["state", "scheduledTime"]},
+                {"name": "by_scheduled_time", "fields": ["scheduledTime"]}]
+  },
+  "_storage": {
+    "fields": {
+      "contentType": "string",
+      "size": "int64",
+      "sha256": "string",
+      "state": {"type": "union", "of": [{"type": "literal", "value": "uploading"},
+                                        {"type": "literal", "value": "ready"},
+                                        {"type": "literal", "value": "deleting"}]}
+    },
+    "indexes": [{"name": "by_state", "fields": ["state"]}]
+  },
+  "_storage_chunks": {
+    "fields": {
+      "storageId": {"type": "id", "table": "_storage"},
+      "index": "int64",
+      "data": "bytes"
+    },
+    "indexes": [{"name": "by_storage", "fields": ["storageId", "index"]}]
+  }
+}})";
+
+bool IsSystemTable(std::string_view name) { return !name.empty() && name[0] == '_'; }
+
 absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::string& source) {
+  return Parse(text, source, /*system=*/false);
+}
+
+absl::Status Schema::AddSystemTables() {
+  absl::StatusOr<Schema> system = Parse(kSystemSchema, "of the system tables", /*system=*/true);
+  if (!system.ok()) return system.status();
+  return Merge(*std::move(system), "of the system tables");
+}
+
+absl::StatusOr<Schema> Schema::Parse(std::string_view text, const std::string& source,
+                                     bool system) {
   nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) return SchemaError(source, "not valid JSON");
   if (!json.is_object() || !json.contains("tables") || !json["tables"].is_object()) {
@@ -227,11 +284,12 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
   if (absl::Status s = CheckMembers(json, {"tables"}, source, "the file"); !s.ok()) return s;
   Schema schema;
   for (const auto& [name, table_json] : json["tables"].items()) {
-    if (!IsIdentifier(name) || name[0] == '_') {
-      return SchemaError(source,
-                         absl::StrFormat("table name \"%s\" is not an identifier of at most %d "
-                                         "characters that does not start with '_'",
-                                         name, kMaxNameLength));
+    if (!IsIdentifier(name) || IsSystemTable(name) != system) {
+      return SchemaError(
+          source, absl::StrFormat("table name \"%s\" is not an identifier of at most %d "
+                                  "characters that does not start with '_' (names starting with "
+                                  "'_' are the engine's system tables)",
+                                  name, kMaxNameLength));
     }
     if (!table_json.is_object() || !table_json.contains("fields")) {
       return SchemaError(source, absl::StrFormat("table \"%s\" needs \"fields\"", name));
@@ -346,6 +404,7 @@ absl::Status Schema::CheckReferences() const {
 std::string Schema::ToJsonText() const {
   nlohmann::json tables = nlohmann::json::object();
   for (const auto& [name, table] : tables_) {
+    if (IsSystemTable(name)) continue;  // added by every Open, in the engine's current form
     nlohmann::json indexes = nlohmann::json::array();
     for (const IndexDef& index : table.indexes) {
       indexes.push_back({{"name", index.name}, {"fields", index.fields}, {"unique", index.unique}});

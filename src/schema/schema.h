@@ -47,17 +47,27 @@ class Schema {
   // Every `*.json` file in `dir`, merged (a table declared twice is an error).
   static absl::StatusOr<Schema> FromDirectory(const std::string& dir);
 
-  // The schema as the text of one schema file (what the database stores).
+  // Adds the engine's system tables (`_scheduled_functions`, `_storage`, ...), which no schema
+  // file may declare.
+  absl::Status AddSystemTables();
+  // The schema as the text of one schema file (what the database stores), without the system
+  // tables.
   std::string ToJsonText() const;
   // Every id(table) names a declared table (checked once all files are merged).
   absl::Status CheckReferences() const;
   const std::map<std::string, TableDef>& tables() const { return tables_; }
 
  private:
+  // `system`: the text declares system tables (names starting with '_'), and only those.
+  static absl::StatusOr<Schema> Parse(std::string_view text, const std::string& source,
+                                      bool system);
   absl::Status Merge(Schema other, const std::string& source);
 
   std::map<std::string, TableDef> tables_;
 };
+
+// Whether `name` is a system table's: it starts with '_'.
+bool IsSystemTable(std::string_view name);
 
 // Table, index and top-level field names: [A-Za-z_][A-Za-z0-9_]*, at most 64 characters.
 bool IsIdentifier(std::string_view name);

@@ -635,6 +635,12 @@ absl::Status TransactionState::CheckUnique(const IndexInfo& index, const Object&
 
 absl::Status TransactionState::WriteDocument(const TableInfo& table, const DocumentId& id,
                                              const Object* old, std::optional<Object> next) {
+  if (IsSystemTable(table.name) && !system_writes_) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "table \"%s\" is a system table: only the engine writes it (schedule and cancel jobs "
+        "with a Scheduler, store and delete files with FileStorage)",
+        table.name));
+  }
   std::string encoded;
   if (next.has_value()) {
     if (absl::Status s = CheckWriteScope(table, *next); !s.ok()) return s;

@@ -65,6 +65,7 @@ class TransactionState {
                    std::optional<Timestamp> timestamp, std::string_view cursor_secret);
 
   Reader& reader() { return transaction_; }
+  const Catalog& catalog() const { return catalog_; }
   Transaction& transaction() { return transaction_; }
   Timestamp timestamp() const;
   const ReadSet& read_set() const { return read_set_; }
@@ -72,6 +73,9 @@ class TransactionState {
   ReadSet TakeReadSet() { return std::move(read_set_); }
   // Confines every later read and write to `scope`; nullopt (the default): unscoped.
   void set_row_scope(std::optional<RowScope> scope) { row_scope_ = std::move(scope); }
+  // Whether writes to system tables are allowed: only while the engine itself writes them
+  // (the scheduler, file storage), never while user code runs.
+  void set_system_writes(bool allowed) { system_writes_ = allowed; }
 
   // ---- reads ----
   absl::StatusOr<std::optional<Document>> Get(const DocumentId& id, bool include_deleted = false);
@@ -156,6 +160,7 @@ class TransactionState {
   // `by_id` storage key -> the document as written (nullopt: deleted).
   absl::flat_hash_map<std::string, std::optional<Document>> written_;
   std::optional<RowScope> row_scope_;
+  bool system_writes_ = false;
   size_t read_calls_ = 0;
   int scanning_ = 0;  // scans in progress (their visitors run user code)
   size_t documents_read_ = 0;
