@@ -77,6 +77,26 @@ TEST_CASE("stored files come back whole with their size, hash and content type")
   }
 }
 
+TEST_CASE("small transaction limits make smaller chunks, not failures") {
+  TempDir dir;
+  auto db = OpenOrFail({.path = dir.Sub("db"),
+                        .schema_json = kSchema,
+                        .limits = {.max_bytes_read = 100 << 10, .max_bytes_written = 64 << 10}});
+  const std::string bytes = RandomBytes(300'000, 5);
+  absl::StatusOr<DocumentId> id = db->files().Store("a/b", bytes);
+  REQUIRE_OK(id);
+  std::vector<size_t> sizes;
+  REQUIRE_OK(db->files().Read(*id, [&](std::string_view chunk) {
+    sizes.push_back(chunk.size());
+    return absl::OkStatus();
+  }));
+  CHECK(sizes.front() == 32 << 10);
+  CHECK(*db->files().ReadAll(*id) == bytes);
+  REQUIRE_OK(db->files().Delete(*id));
+  CHECK(Count(*db, kStorageChunksTable) == 0);
+  CHECK(Count(*db, kStorageTable) == 0);
+}
+
 TEST_CASE("files stream in and out in chunks, in order") {
   TempDir dir;
   auto db = OpenOrFail({.path = dir.Sub("db"), .schema_json = kSchema});
@@ -108,11 +128,15 @@ TEST_CASE("files stream in and out in chunks, in order") {
 
 TEST_CASE("a file over the maximum size is refused and nothing of it is kept") {
   TempDir dir;
-  auto db = OpenOrFail({.path = dir.Sub("db"), .schema_json = kSchema, .max_file_size = 300'000});
+  // A chunk per transaction: chunks are written before the stream passes the limit.
+  auto db = OpenOrFail({.path = dir.Sub("db"),
+                        .schema_json = kSchema,
+                        .limits = {.max_bytes_written = 600 << 10},
+                        .max_file_size = 300'000});
   CHECK_ERROR(db->files().Store("text/plain", std::string(300'001, 'x')), Code::kResourceExhausted,
               "300001 bytes", "Options::max_file_size", "300000");
   // Streamed, the size is found out only on the way: what was written is removed.
-  std::istringstream in(RandomBytes(2 * kChunk, 7));
+  std::istringstream in(RandomBytes(4 * kChunk, 7));
   CHECK_ERROR(db->files().Store("text/plain", in), Code::kResourceExhausted,
               "Options::max_file_size", "300000");
   CHECK(Count(*db, kStorageTable) == 0);

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "functions/job_runner.h"
 #include "stagedb/stagedb.h"
 #include "test_matchers.h"
 #include "test_util.h"
@@ -170,7 +171,6 @@ TEST_CASE("a scheduled mutation runs when due, once, and its job records success
       JobId(db->Call("effects:schedule", Object{{"seq", 1}, {"delayMs", 3'600'000.0}}));
   const DocumentId soon =
       JobId(db->Call("effects:schedule", Object{{"seq", 2}, {"delayMs", 20.0}}));
-  CHECK(StateOf(*db, soon) == "pending");
   AwaitState(*db, soon, "success");
 
   const Document job = *GetJob(*db, soon);
@@ -258,17 +258,24 @@ TEST_CASE("cancel: a pending job never runs; ended jobs cannot be canceled") {
   Functions f;
   auto db = OpenOrFail(DbOptions(dir.Sub("db")));
   RegisterFunctions(*db, f);
+  // Scheduled due now and canceled in the same transaction: the runner never sees it pending.
+  REQUIRE_OK(
+      db->RegisterMutation({.name = "jobs:scheduleAndCancel", .args = R"({"seq": "int64"})"},
+                           [](MutationContext& ctx, const Value& args) -> absl::StatusOr<Value> {
+                             absl::StatusOr<DocumentId> job = ctx.scheduler().RunAfter(
+                                 absl::ZeroDuration(), "effects:add", Object{{"seq", args["seq"]}});
+                             if (!job.ok()) return job.status();
+                             if (absl::Status s = ctx.scheduler().Cancel(*job); !s.ok()) return s;
+                             return Value(*job);
+                           }));
+  const DocumentId canceled = JobId(db->Call("jobs:scheduleAndCancel", Object{{"seq", 1}}));
+  CHECK(StateOf(*db, canceled) == "canceled");
   Scheduler scheduler = db->scheduler();
-  absl::StatusOr<DocumentId> canceled =
-      scheduler.RunAfter(absl::Milliseconds(1000), "effects:add", Object{{"seq", 1}});
-  REQUIRE_OK(canceled);
-  REQUIRE_OK(scheduler.Cancel(*canceled));
-  CHECK(StateOf(*db, *canceled) == "canceled");
-  REQUIRE_OK(scheduler.Cancel(*canceled));  // again: nothing to do
+  REQUIRE_OK(scheduler.Cancel(canceled));  // again: nothing to do
 
   // Canceled inside a mutation that then fails: the cancel is rolled back with it.
   absl::StatusOr<DocumentId> kept =
-      scheduler.RunAfter(absl::Milliseconds(1500), "effects:add", Object{{"seq", 2}});
+      scheduler.RunAfter(absl::Hours(1), "effects:add", Object{{"seq", 2}});
   REQUIRE_OK(kept);
   REQUIRE_OK(db->RegisterMutation(
       {.name = "jobs:cancelThenFail",
@@ -279,11 +286,19 @@ TEST_CASE("cancel: a pending job never runs; ended jobs cannot be canceled") {
         if (absl::Status s = ctx.scheduler().Cancel(*job); !s.ok()) return s;
         return absl::AbortedError("not after all");
       }));
-  CHECK_ERROR(db->Call("jobs:cancelThenFail", Object{{"job", Value(*kept)}}), Code::kAborted);
+  // As Admin (CallInternal): the job was scheduled by Admin.
+  CHECK_ERROR(db->CallInternal("jobs:cancelThenFail", Object{{"job", Value(*kept)}}),
+              Code::kAborted);
   CHECK(StateOf(*db, *kept) == "pending");
-  AwaitState(*db, *kept, "success");
-  CHECK(EffectsBySeq(*db) == std::map<int64_t, int>{{2, 1}});  // seq 1 never ran
-  CHECK_ERROR(scheduler.Cancel(*kept), Code::kFailedPrecondition, "success", "effects:add");
+
+  // A job due after the canceled one runs; the canceled one never did.
+  absl::StatusOr<DocumentId> marker =
+      scheduler.RunAfter(absl::ZeroDuration(), "effects:add", Object{{"seq", 3}});
+  REQUIRE_OK(marker);
+  AwaitState(*db, *marker, "success");
+  CHECK(StateOf(*db, canceled) == "canceled");
+  CHECK(EffectsBySeq(*db) == std::map<int64_t, int>{{3, 1}});
+  CHECK_ERROR(scheduler.Cancel(*marker), Code::kFailedPrecondition, "success", "effects:add");
 
   absl::StatusOr<DocumentId> effect = db->Mutate([](Transaction& tx) {
     return tx.Insert("effects", {{"seq", 9}});
@@ -292,31 +307,67 @@ TEST_CASE("cancel: a pending job never runs; ended jobs cannot be canceled") {
   CHECK_ERROR(scheduler.Cancel(*effect), Code::kNotFound, "_scheduled_functions");
 }
 
-TEST_CASE("a scheduled action runs at most once and its states are recorded and live") {
+TEST_CASE("a caller cancels only jobs scheduled with its own claims") {
   TempDir dir;
   Functions f;
   auto db = OpenOrFail(DbOptions(dir.Sub("db")));
   RegisterFunctions(*db, f);
-  // Scheduled by a mutation that is not yet committed: the subscription starts on "pending".
+  const Auth alice = Auth::User({.subject = "alice", .workspace_id = "ws_a"});
+  const Auth bob = Auth::User({.subject = "bob", .workspace_id = "ws_b"});
+  const Auth carol = Auth::User({.subject = "carol", .workspace_id = "ws_a"});
   absl::StatusOr<DocumentId> job =
-      db->scheduler().RunAfter(absl::Milliseconds(1000), "work:block", Object{});
+      db->scheduler(alice).RunAfter(absl::Hours(1), "effects:add", Object{{"seq", 1}});
   REQUIRE_OK(job);
+  absl::StatusOr<DocumentId> admin_job =
+      db->scheduler().RunAfter(absl::Hours(1), "effects:add", Object{{"seq", 2}});
+  REQUIRE_OK(admin_job);
+  CHECK_ERROR(db->scheduler(bob).Cancel(*job), Code::kNotFound, job->text());
+  CHECK_ERROR(db->scheduler(alice).Cancel(*admin_job), Code::kNotFound);
+  CHECK(StateOf(*db, *job) == "pending");
+  REQUIRE_OK(db->scheduler(carol).Cancel(*job));  // same workspace
+  CHECK(StateOf(*db, *job) == "canceled");
+  REQUIRE_OK(db->scheduler().Cancel(*admin_job));  // Admin cancels any
+}
+
+// Waits (up to 30 s) until `flag` is set.
+void AwaitFlag(const std::atomic<bool>& flag) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!flag && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  REQUIRE(flag);
+}
+
+TEST_CASE("a scheduled action runs at most once and its states are recorded and live") {
+  TempDir dir;
+  Functions f;
+  DocumentId job;
+  {
+    auto db = OpenOrFail(DbOptions(dir.Sub("db"), /*run_scheduler=*/false));
+    RegisterFunctions(*db, f);
+    absl::StatusOr<DocumentId> scheduled =
+        db->scheduler().RunAfter(absl::ZeroDuration(), "work:block", Object{});
+    REQUIRE_OK(scheduled);
+    job = *scheduled;
+  }
+  // Reopened with the scheduler but before work:block is registered: the job waits, pending,
+  // while the subscription starts.
+  auto db = OpenOrFail(DbOptions(dir.Sub("db")));
   std::mutex mu;
   std::vector<std::string> seen;
   absl::StatusOr<Subscription> sub = db->Subscribe(
-      [id = *job](Reader& r) { return r.Get(id); }, UpdateSlot([&](const QueryUpdate& update) {
+      [id = job](Reader& r) { return r.Get(id); }, UpdateSlot([&](const QueryUpdate& update) {
         if (!update.result.ok() || !update.result->is_object()) return;
         std::lock_guard<std::mutex> lock(mu);
         const std::string state = (*update.result)["state"].as_string();
         if (seen.empty() || seen.back() != state) seen.push_back(state);
       }));
   REQUIRE_OK(sub);
-  AwaitState(*db, *job, "inProgress");
+  RegisterFunctions(*db, f);
+  AwaitState(*db, job, "inProgress");
   // Delivered before the action may end (else the two commits could reach it as one update).
   REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30)));
-  while (!f.blocked) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  AwaitFlag(f.blocked);
   f.release = true;
-  AwaitState(*db, *job, "success");
+  AwaitState(*db, job, "success");
   REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30)));
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -410,6 +461,35 @@ TEST_CASE("jobs survive close and reopen, and wait for their function to be regi
   CHECK(EffectsBySeq(*db) == std::map<int64_t, int>{{5, 1}});
 }
 
+TEST_CASE("ended jobs are kept seven days, then swept; pending ones stay") {
+  TempDir dir;
+  Functions f;
+  Options options = DbOptions(dir.Sub("db"));
+  options.ttl_sweep_interval = absl::ZeroDuration();
+  auto db = OpenOrFail(options);
+  RegisterFunctions(*db, f);
+  const DocumentId old_job =
+      JobId(db->Call("effects:schedule", Object{{"seq", 1}, {"delayMs", 0.0}}));
+  const DocumentId recent_job =
+      JobId(db->Call("effects:schedule", Object{{"seq", 2}, {"delayMs", 0.0}}));
+  const DocumentId pending_job =
+      JobId(db->Call("effects:schedule", Object{{"seq", 3}, {"delayMs", 3'600'000.0}}));
+  AwaitState(*db, old_job, "success");
+  AwaitState(*db, recent_job, "success");
+  // Age one ended job past the retention (only the engine may write the table).
+  REQUIRE_OK(db->Mutate([&](Transaction& tx) {
+    internal::SystemWriteScope system(tx);
+    const double eight_days_ago = internal::ToUnixMillisDouble(absl::Now() - absl::Hours(24 * 8));
+    return tx.Patch(old_job, {{"completedTime", eight_days_ago}});
+  }));
+  absl::StatusOr<size_t> removed = db->SweepExpired();
+  REQUIRE_OK(removed);
+  CHECK(*removed == 1);
+  CHECK_FALSE(GetJob(*db, old_job).has_value());
+  CHECK(StateOf(*db, recent_job) == "success");
+  CHECK(StateOf(*db, pending_job) == "pending");
+}
+
 // ---- kill and reopen ----
 
 constexpr int kKillJobs = 60;
@@ -442,7 +522,8 @@ constexpr int kKillJobs = 60;
   for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
-TEST_CASE("scheduled mutations run exactly once across a kill and a reopen") {
+// [fork]: not under ThreadSanitizer, which does not support threads in a forked child.
+TEST_CASE("scheduled mutations run exactly once across a kill and a reopen", "[fork]") {
   TempDir dir;
   const std::string path = dir.Sub("db");
   Functions f;
@@ -502,6 +583,51 @@ TEST_CASE("scheduled mutations run exactly once across a kill and a reopen") {
   CHECK((*GetJob(*db, blocking_action))["error"].as_string().find("process ended") !=
         std::string::npos);
   CHECK_FALSE(f.blocked);
+}
+
+// Holds the scheduler lease on `path` (run_scheduler, no functions) until killed.
+[[noreturn]] void LeaseHolderChild(const std::string& path, pid_t parent, int ready_fd) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(5);
+  absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(DbOptions(path));
+  if (!db.ok()) _exit(2);
+  if (write(ready_fd, "r", 1) != 1) _exit(3);
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+TEST_CASE("one process at a time runs a database's jobs (the scheduler lease)", "[fork]") {
+  TempDir dir;
+  const std::string path = dir.Sub("db");
+  { auto created = OpenOrFail(DbOptions(path, /*run_scheduler=*/false)); }
+  int pipe_fds[2];
+  REQUIRE(pipe(pipe_fds) == 0);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) LeaseHolderChild(path, parent, pipe_fds[1]);
+  char ready = 0;
+  REQUIRE(read(pipe_fds[0], &ready, 1) == 1);
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+
+  Functions f;
+  DocumentId job;
+  {
+    // The child holds the lease: this process has the function but runs no jobs.
+    auto db = OpenOrFail(DbOptions(path));
+    RegisterFunctions(*db, f);
+    job = JobId(db->Call("effects:schedule", Object{{"seq", 1}, {"delayMs", 0.0}}));
+    absl::SleepFor(absl::Milliseconds(300));
+    CHECK(StateOf(*db, job) == "pending");
+  }
+  REQUIRE(kill(pid, SIGKILL) == 0);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  // The lease died with its holder: the next Open takes it and runs the job.
+  auto db = OpenOrFail(DbOptions(path));
+  RegisterFunctions(*db, f);
+  AwaitState(*db, job, "success");
+  CHECK(EffectsBySeq(*db) == std::map<int64_t, int>{{1, 1}});
 }
 
 }  // namespace

@@ -63,9 +63,11 @@ struct Options {
   // How often a thread of the database removes the expired documents of tables with a TTL
   // (schema "ttl"); zero: no thread, the host calls Database::SweepExpired itself.
   absl::Duration ttl_sweep_interval = absl::Seconds(1);
-  // Whether this process runs scheduled functions (scheduler.h) on a thread of the database.
-  // Several processes may open one database, but only one should run its jobs: set this to
-  // false in the others. That process also removes files left half-written at Open.
+  // Whether this process may run scheduled functions (scheduler.h) on a thread of the database.
+  // One process at a time runs a database's jobs: the first Open that takes the scheduler lease
+  // (a lock file in the database directory, released when its Database closes or its process
+  // dies); the others leave the jobs to it. At that Open, actions a dead process left running
+  // are marked failed and files left half-written are removed.
   bool run_scheduler = true;
   // How many scheduled actions may run at once (each on a thread of its own).
   size_t max_running_actions = 4;

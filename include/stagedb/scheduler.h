@@ -61,7 +61,8 @@ class Scheduler {
   absl::StatusOr<DocumentId> RunAt(absl::Time time, std::string_view name, const Value& args);
   // Cancels a pending job (it never runs) or a running action (it finishes, but its job stays
   // "canceled"). Canceling a canceled job does nothing; FailedPrecondition for a job that
-  // already succeeded or failed, NotFound for an id that is no job.
+  // already succeeded or failed, NotFound for an id that is no job, or (unless this scheduler
+  // is Admin's) a job scheduled with other tenant or workspace claims, or by Admin.
   absl::Status Cancel(const DocumentId& job);
 
  private:

@@ -34,6 +34,7 @@ namespace {
 constexpr std::string_view kSchemaKey = "schema";
 constexpr std::string_view kCatalogKey = "catalog";
 constexpr std::string_view kCursorSecretKey = "cursor_secret";
+constexpr std::string_view kSystemSchemaKey = "system_schema";
 
 // Calls `fn` for every entry of [prefix, PrefixEnd(prefix)) with its key and value, in key
 // order. Entries are copied out in batches of bounded size, so `fn` may write to `txn` (which
@@ -258,7 +259,8 @@ absl::Status LoadSchema(StoreTxn& txn, const Options& options, DatabaseImpl& imp
   absl::StatusOr<std::optional<std::string>> stored_schema = meta(kSchemaKey);
   absl::StatusOr<std::optional<std::string>> stored_catalog = meta(kCatalogKey);
   absl::StatusOr<std::optional<std::string>> secret = meta(kCursorSecretKey);
-  for (const auto* s : {&stored_schema, &stored_catalog, &secret}) {
+  absl::StatusOr<std::optional<std::string>> stored_system = meta(kSystemSchemaKey);
+  for (const auto* s : {&stored_schema, &stored_catalog, &secret, &stored_system}) {
     if (!s->ok()) return s->status();
   }
 
@@ -268,7 +270,10 @@ absl::Status LoadSchema(StoreTxn& txn, const Options& options, DatabaseImpl& imp
     absl::StatusOr<Schema> old_schema =
         Schema::FromJsonText(**stored_schema, "stored in the database");
     if (!old_schema.ok()) return old_schema.status();
-    if (absl::Status s = old_schema->AddSystemTables(); !s.ok()) return s;
+    // A database from before system tables has none: they are new, and empty.
+    if (stored_system->has_value()) {
+      if (absl::Status s = old_schema->AddSystemTables(**stored_system); !s.ok()) return s;
+    }
     catalog_json = nlohmann::json::parse(stored_catalog->value_or("{}"), nullptr, false);
     old_catalog = Catalog::Build(*std::move(old_schema), catalog_json);
   }
@@ -282,7 +287,7 @@ absl::Status LoadSchema(StoreTxn& txn, const Options& options, DatabaseImpl& imp
     schema = Schema::FromJsonText(**stored_schema, "stored in the database");
   }
   if (!schema.ok()) return schema.status();
-  if (absl::Status s = schema->AddSystemTables(); !s.ok()) return s;
+  if (absl::Status s = schema->AddSystemTables(SystemSchemaText()); !s.ok()) return s;
   if (absl::Status s = schema->CheckReferences(); !s.ok()) return s;
   impl.catalog = Catalog::Build(*std::move(schema), catalog_json);
   if (absl::Status s = Evolve(txn, old_catalog.get(), *impl.catalog); !s.ok()) return s;
@@ -297,7 +302,8 @@ absl::Status LoadSchema(StoreTxn& txn, const Options& options, DatabaseImpl& imp
   }
   for (const auto& [key, value] : {std::pair{kSchemaKey, impl.catalog->schema().ToJsonText()},
                                    std::pair{kCatalogKey, impl.catalog->ToJson().dump()},
-                                   std::pair{kCursorSecretKey, impl.cursor_secret}}) {
+                                   std::pair{kCursorSecretKey, impl.cursor_secret},
+                                   std::pair{kSystemSchemaKey, std::string(SystemSchemaText())}}) {
     if (absl::Status s = txn.Put(StoreDb::kMeta, key, value); !s.ok()) return s;
   }
   return absl::OkStatus();
@@ -330,7 +336,8 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
   impl->committer = std::make_unique<internal::Committer>(
       *impl->store,
       [impl = impl.get()](Timestamp timestamp, const internal::CommitKeys& keys) {
-        // `runner` is set before any other thread commits (at the end of Open).
+        // `runner` is set before any other thread of the database commits (in Open, before
+        // the runner and the TTL sweeper start).
         if (impl->runner != nullptr && impl->runner->Touches(keys)) impl->runner->Wake();
         impl->registry->Publish(timestamp, keys);
       },
@@ -338,13 +345,18 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(Options options) {
       impl->options.durability == Durability::kDurable ? internal::kDurableCommitDelay
                                                        : absl::ZeroDuration());
   std::unique_ptr<Database> db = absl::WrapUnique(new Database(std::move(impl)));
-  db->StartSweeper();
   DatabaseImpl& opened = *db->impl_;
   if (opened.options.run_scheduler) {
-    opened.runner = std::make_unique<internal::JobRunner>(*db, *opened.functions, *opened.catalog,
-                                                          opened.options.max_running_actions);
-    opened.runner->Start();
+    auto runner = std::make_unique<internal::JobRunner>(*db, *opened.functions, *opened.catalog,
+                                                        opened.options.max_running_actions);
+    // Without the lease another process runs the jobs.
+    if (runner->AcquireLease(opened.options.path)) {
+      if (absl::Status s = runner->Recover(); !s.ok()) return s;
+      opened.runner = std::move(runner);
+      opened.runner->Start();
+    }
   }
+  db->StartSweeper();
   return db;
 }
 
@@ -399,6 +411,8 @@ absl::StatusOr<size_t> Database::SweepExpired() {
         absl::StatusOr<std::vector<Document>> documents =
             tx.Table(name).WithIndex(table.ttl_index, expired).Take(kSweepBatch);
         if (!documents.ok()) return documents.status();
+        // The engine's own sweep may remove system tables' documents (ended jobs).
+        internal::SystemWriteScope system(tx);
         for (const Document& document : *documents) {
           if (absl::Status s = tx.Delete(document.id()); !s.ok()) return s;
         }

@@ -17,13 +17,21 @@ namespace {
 
 // Chunks stay well under the document size limit, and a read or a write of one is a single
 // LMDB overflow run.
-constexpr size_t kChunkBytes = size_t{256} << 10;
+constexpr size_t kMaxChunkBytes = size_t{256} << 10;
 constexpr std::string_view kReady = "ready";
 
-// How many chunks one transaction may read or write under `limit` bytes (between 1 and 16:
-// a transaction of 4 MiB amortizes its commit well enough).
-size_t ChunksPerTransaction(size_t limit) {
-  return std::clamp<size_t>(limit / (2 * kChunkBytes), 1, 16);
+// The chunk size: 256 KiB, or less under small TransactionLimits, so that one transaction can
+// always write, read and delete a chunk. (Read does not depend on it: it reads chunks in order
+// until it has the file's size.)
+size_t ChunkBytes(const TransactionLimits& limits) {
+  return std::clamp<size_t>(std::min(limits.max_bytes_written, limits.max_bytes_read) / 2, 1024,
+                            kMaxChunkBytes);
+}
+
+// How many chunks of `chunk` bytes one transaction may write or read under `limit` bytes
+// (between 1 and 16: a transaction of 4 MiB amortizes its commit well enough).
+size_t ChunksPerTransaction(size_t limit, size_t chunk) {
+  return std::clamp<size_t>(limit / (2 * chunk), 1, 16);
 }
 
 absl::Status NoSuchFile(const DocumentId& id) {
@@ -96,7 +104,8 @@ absl::StatusOr<DocumentId> FileStorage::StoreFrom(
   int64_t size = 0;
   int64_t index = 0;
   std::vector<std::string> batch;
-  const size_t batch_chunks = ChunksPerTransaction(options.limits.max_bytes_written);
+  const size_t chunk_bytes = ChunkBytes(options.limits);
+  const size_t batch_chunks = ChunksPerTransaction(options.limits.max_bytes_written, chunk_bytes);
   auto flush = [&]() -> absl::Status {
     absl::Status s = db_->Mutate([&](Transaction& tx) -> absl::Status {
       internal::SystemWriteScope system(tx);
@@ -113,12 +122,12 @@ absl::StatusOr<DocumentId> FileStorage::StoreFrom(
     batch.clear();
     return s;
   };
-  std::string buffer(kChunkBytes, '\0');
+  std::string buffer(chunk_bytes, '\0');
   for (;;) {
     // Fill a whole chunk (a stream may yield less at a time).
     size_t filled = 0;
-    while (filled < kChunkBytes) {
-      absl::StatusOr<size_t> n = read(buffer.data() + filled, kChunkBytes - filled);
+    while (filled < chunk_bytes) {
+      absl::StatusOr<size_t> n = read(buffer.data() + filled, chunk_bytes - filled);
       if (!n.ok()) return abandon(n.status());
       if (*n == 0) break;
       filled += *n;
@@ -136,7 +145,7 @@ absl::StatusOr<DocumentId> FileStorage::StoreFrom(
     if (batch.size() == batch_chunks) {
       if (absl::Status s = flush(); !s.ok()) return abandon(s);
     }
-    if (filled < kChunkBytes) break;
+    if (filled < chunk_bytes) break;
   }
   if (!batch.empty()) {
     if (absl::Status s = flush(); !s.ok()) return abandon(s);
@@ -167,8 +176,8 @@ absl::Status FileStorage::Read(const DocumentId& id,
                                absl::FunctionRef<absl::Status(std::string_view)> sink) {
   absl::StatusOr<StoredFile> file = Metadata(id);
   if (!file.ok()) return file.status();
-  const int64_t chunks = (file->size + kChunkBytes - 1) / kChunkBytes;
-  for (int64_t index = 0; index < chunks; ++index) {
+  int64_t read_bytes = 0;
+  for (int64_t index = 0; read_bytes < file->size; ++index) {
     // Each chunk in a snapshot of its own, with the file still there (not being deleted).
     absl::StatusOr<std::string> chunk =
         db_->Query([&](Reader& reader) -> absl::StatusOr<std::string> {
@@ -187,6 +196,11 @@ absl::Status FileStorage::Read(const DocumentId& id,
           return (**found)["data"].as_bytes().data;
         });
     if (!chunk.ok()) return chunk.status();
+    if (chunk->empty()) {
+      return absl::DataLossError(
+          absl::StrFormat("file storage: file \"%s\" has an empty chunk %d", id.text(), index));
+    }
+    read_bytes += static_cast<int64_t>(chunk->size());
     if (absl::Status s = sink(*chunk); !s.ok()) return s;
   }
   return absl::OkStatus();
@@ -214,7 +228,8 @@ absl::Status FileStorage::Delete(const DocumentId& id) {
 }
 
 absl::Status FileStorage::Remove(const DocumentId& id) {
-  const size_t batch = ChunksPerTransaction(db_->options().limits.max_bytes_read);
+  const TransactionLimits& limits = db_->options().limits;
+  const size_t batch = ChunksPerTransaction(limits.max_bytes_read, ChunkBytes(limits));
   for (;;) {
     absl::StatusOr<size_t> removed = db_->Mutate([&](Transaction& tx) -> absl::StatusOr<size_t> {
       absl::StatusOr<std::vector<Document>> chunks =
@@ -235,16 +250,17 @@ absl::Status FileStorage::Remove(const DocumentId& id) {
 }
 
 absl::Status FileStorage::RemoveIncomplete() {
+  absl::Status first_failure;  // the rest are still tried
   for (std::string_view state : {"uploading", "deleting"}) {
     absl::StatusOr<std::vector<Document>> files = db_->Query([&](Reader& reader) {
       return reader.Table(kStorageTable).WithIndex("by_state", Eq("state", Value(state))).Collect();
     });
     if (!files.ok()) return files.status();
     for (const Document& file : *files) {
-      if (absl::Status s = Remove(file.id()); !s.ok()) return s;
+      if (absl::Status s = Remove(file.id()); !s.ok() && first_failure.ok()) first_failure = s;
     }
   }
-  return absl::OkStatus();
+  return first_failure;
 }
 
 }  // namespace stagedb

@@ -1,5 +1,9 @@
 #include "functions/job_runner.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -11,10 +15,12 @@ namespace stagedb::internal {
 namespace {
 
 constexpr std::string_view kStateField = "state";
-// Due jobs are read a page at a time, so memory stays bounded however many are due.
-constexpr size_t kDuePage = 64;
-// After a storage failure (a full disk, say) the runner looks again this much later.
-constexpr absl::Duration kRetryAfterFailure = absl::Seconds(1);
+// Due jobs are read a page at a time, so memory stays bounded however many are due (and a page
+// of jobs with arguments near the document size limit stays under max_bytes_read).
+constexpr size_t kDuePage = 8;
+// The runner looks at the jobs at least this often: jobs scheduled by another process (which
+// cannot wake it), and jobs a storage failure (a full disk, say) left pending, run this late.
+constexpr absl::Duration kMaxIdle = absl::Seconds(1);
 
 bool InState(const Document& job, JobState state) {
   const Value& value = job[kStateField];
@@ -88,6 +94,23 @@ JobRunner::JobRunner(Database& db, const FunctionRegistry& registry, const Catal
       jobs_prefix_(catalog.FindTable(kScheduledFunctionsTable)->by_id->prefix),
       max_running_actions_(std::max<size_t>(1, max_running_actions)) {}
 
+bool JobRunner::AcquireLease(const std::string& dir) {
+  const std::string path = dir + "/scheduler.lock";
+  lease_fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lease_fd_ < 0) return false;
+  if (flock(lease_fd_, LOCK_EX | LOCK_NB) == 0) return true;
+  close(lease_fd_);
+  lease_fd_ = -1;
+  return false;
+}
+
+absl::Status JobRunner::Recover() {
+  absl::Status status = FailInterruptedActions();
+  // Files too; the first failure is returned, the rest still tried.
+  absl::Status files = db_.files().RemoveIncomplete();
+  return status.ok() ? files : status;
+}
+
 void JobRunner::Start() {
   thread_ = std::thread([this] { Loop(); });
 }
@@ -105,6 +128,10 @@ void JobRunner::Stop() {
     actions.swap(actions_);
   }
   for (RunningAction& action : actions) action.thread.join();
+  if (lease_fd_ >= 0) {
+    close(lease_fd_);  // releases the lease
+    lease_fd_ = -1;
+  }
 }
 
 void JobRunner::Wake() {
@@ -121,22 +148,14 @@ bool JobRunner::Touches(const CommitKeys& keys) const {
 }
 
 void JobRunner::Loop() {
-  // Best effort: a failure here (a full disk) leaves those jobs as they are until the next Open.
-  (void)FailInterruptedActions();
-  (void)db_.files().RemoveIncomplete();
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     const uint64_t seen = wakes_;
     lock.unlock();
     ReapFinishedActions();
-    const absl::Time next = RunDue();
+    const absl::Time next = std::min(RunDue(), absl::Now() + kMaxIdle);
     lock.lock();
-    auto woken = [&] { return stopping_ || wakes_ != seen; };
-    if (next == absl::InfiniteFuture()) {
-      cv_.wait(lock, woken);
-    } else {
-      cv_.wait_until(lock, absl::ToChronoTime(next), woken);
-    }
+    cv_.wait_until(lock, absl::ToChronoTime(next), [&] { return stopping_ || wakes_ != seen; });
   }
 }
 
@@ -173,7 +192,7 @@ absl::Time JobRunner::RunDue() {
           .WithIndex("by_state_time", due)
           .Paginate(options);
     });
-    if (!page.ok()) return absl::Now() + kRetryAfterFailure;
+    if (!page.ok()) return absl::InfiniteFuture();  // looked at again after kMaxIdle
     for (const Document& job : page->page) {
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -183,8 +202,8 @@ absl::Time JobRunner::RunDue() {
           registry_.Find(job["name"].as_string(), std::nullopt, /*allow_internal=*/true);
       if (!function.ok()) continue;  // not registered (yet): Register wakes the runner
       if ((*function)->kind == FunctionKind::kAction) {
-        // No slot: an ending action wakes the runner.
-        if (!StartActionJob(job, *function)) return absl::InfiniteFuture();
+        // No free slot: the action waits (an ending action wakes the runner); mutations go on.
+        StartActionJob(job, *function);
       } else if ((*function)->kind == FunctionKind::kMutation) {
         RunMutationJob(job, **function);
       }
@@ -198,7 +217,7 @@ absl::Time JobRunner::RunDue() {
                    JobsInState(JobState::kPending).Gt("scheduledTime", Value(now_ms)))
         .First();
   });
-  if (!next.ok()) return absl::Now() + kRetryAfterFailure;
+  if (!next.ok()) return absl::InfiniteFuture();
   if (!next->has_value()) return absl::InfiniteFuture();
   return absl::UnixEpoch() + absl::Milliseconds((**next)["scheduledTime"].as_float64());
 }
@@ -206,7 +225,9 @@ absl::Time JobRunner::RunDue() {
 void JobRunner::RunMutationJob(const Document& job, const RegisteredFunction& function) {
   const Auth auth = AuthFromValue(job["auth"]);
   // The function's writes and the job's success commit together: exactly once.
+  bool function_failed = false;
   absl::Status status = db_.Mutate([&](Transaction& tx) -> absl::Status {
+    function_failed = false;
     absl::StatusOr<std::optional<Document>> current = tx.Get(job.id());
     if (!current.ok()) return current.status();
     // Canceled (or run by an earlier pass) since the page was read.
@@ -214,13 +235,17 @@ void JobRunner::RunMutationJob(const Document& job, const RegisteredFunction& fu
     absl::StatusOr<Value> result =
         FunctionCalls::RunMutation(registry_, function, tx, auth, job["args"]);
     ReaderAccess::State(tx).set_row_scope(std::nullopt);
-    if (!result.ok()) return result.status();
+    if (!result.ok()) {
+      function_failed = true;
+      return result.status();
+    }
     SystemWriteScope system(tx);
     return tx.Patch(job.id(), Ended(absl::OkStatus()));
   });
-  // The function failed and wrote nothing: record why. (Should that fail too, the job stays
-  // pending and is tried again.)
-  if (!status.ok()) (void)FinishJob(job.id(), JobState::kPending, status);
+  // The function failed and wrote nothing: record why. The engine failing to commit (conflicts
+  // past the retry limit, a full disk) is not the function's failure: the job stays pending
+  // and is tried again, as is one whose failure cannot be recorded now.
+  if (!status.ok() && function_failed) (void)FinishJob(job.id(), JobState::kPending, status);
 }
 
 bool JobRunner::StartActionJob(const Document& job,

@@ -59,8 +59,14 @@ class JobRunner {
   JobRunner(const JobRunner&) = delete;
   JobRunner& operator=(const JobRunner&) = delete;
 
-  // Starts the thread. It first marks the actions a dead process left "inProgress" as failed
-  // and removes files left half-written, then runs due jobs.
+  // Takes the database's scheduler lease (an flock on `dir`/scheduler.lock, released when this
+  // process ends): one process runs a database's jobs. False when another holds it.
+  bool AcquireLease(const std::string& dir);
+  // With the lease, before Start (and before Open returns, so nothing of this process is mistaken
+  // for a leftover): marks the actions the last holder left "inProgress" as failed and removes
+  // files left half-written.
+  absl::Status Recover();
+  // Starts the thread that runs due jobs.
   void Start();
   // Stops the thread and waits for running actions to finish. Idempotent.
   void Stop();
@@ -101,6 +107,7 @@ class JobRunner {
   size_t running_actions_ = 0;
   std::list<RunningAction> actions_;
   std::thread thread_;
+  int lease_fd_ = -1;
 };
 
 }  // namespace stagedb::internal

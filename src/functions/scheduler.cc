@@ -58,7 +58,7 @@ absl::StatusOr<DocumentId> Scheduler::RunAt(absl::Time time, std::string_view na
 }
 
 absl::Status Scheduler::Cancel(const DocumentId& job) {
-  auto cancel = [&job](Transaction& tx) -> absl::Status {
+  auto cancel = [this, &job](Transaction& tx) -> absl::Status {
     auto not_found = [&job] {
       return absl::NotFoundError(absl::StrFormat("table \"%s\": no scheduled job \"%s\"",
                                                  internal::AbslView(kScheduledFunctionsTable),
@@ -68,6 +68,19 @@ absl::Status Scheduler::Cancel(const DocumentId& job) {
     absl::StatusOr<std::optional<Document>> current = tx.Get(job);
     if (!current.ok()) return current.status();
     if (!current->has_value()) return not_found();
+    // A caller that is not Admin cancels only jobs scheduled with its own tenant and workspace
+    // claims (as row scoping would let it touch them); another's job is as good as missing.
+    if (!auth_.is_admin()) {
+      const Auth owner = internal::AuthFromValue((**current)["auth"]);
+      auto claims = [](const Auth& auth) {
+        const Identity* identity = auth.identity();
+        return identity == nullptr ? std::pair<std::string, std::string>()
+                                   : std::pair(identity->tenant_id, identity->workspace_id);
+      };
+      if (owner.is_admin() != auth_.is_admin() || claims(owner) != claims(auth_)) {
+        return not_found();
+      }
+    }
     const std::string& state = (**current)["state"].as_string();
     if (state == JobStateName(JobState::kCanceled)) return absl::OkStatus();
     if (state == JobStateName(JobState::kSuccess) || state == JobStateName(JobState::kFailed)) {

@@ -220,7 +220,8 @@ bool IsIdentifier(std::string_view name) {
 
 // The engine's own tables (README "System tables"): written only by the engine (the scheduler,
 // file storage), readable, queryable and subscribable like any table, never row-scoped. Times are
-// ms since the epoch; `auth` is who a job runs as (functions/scheduler.cc).
+// ms since the epoch; `auth` is who a job runs as (functions/scheduler.cc). Ended jobs are kept
+// 7 days (as Convex keeps them), then swept like any TTL table's documents.
 constexpr std::string_view kSystemSchema = R"({"tables": {
   "_scheduled_functions": {
     "fields": {
@@ -239,7 +240,9 @@ constexpr std::string_view kSystemSchema = R"({"tables": {
       "error": {"type": "optional", "of": "string"}
     },
     "indexes": [{"name": "by_state_time", "fields": ["state", "scheduledTime"]},
-                {"name": "by_scheduled_time", "fields": ["scheduledTime"]}]
+                {"name": "by_scheduled_time", "fields": ["scheduledTime"]},
+                {"name": "by_completed_time", "fields": ["completedTime"]}],
+    "ttl": {"field": "completedTime", "seconds": 604800}
   },
   "_storage": {
     "fields": {
@@ -268,8 +271,10 @@ absl::StatusOr<Schema> Schema::FromJsonText(std::string_view text, const std::st
   return Parse(text, source, /*system=*/false);
 }
 
-absl::Status Schema::AddSystemTables() {
-  absl::StatusOr<Schema> system = Parse(kSystemSchema, "of the system tables", /*system=*/true);
+std::string_view SystemSchemaText() { return kSystemSchema; }
+
+absl::Status Schema::AddSystemTables(std::string_view text) {
+  absl::StatusOr<Schema> system = Parse(text, "of the system tables", /*system=*/true);
   if (!system.ok()) return system.status();
   return Merge(*std::move(system), "of the system tables");
 }

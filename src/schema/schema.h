@@ -48,8 +48,8 @@ class Schema {
   static absl::StatusOr<Schema> FromDirectory(const std::string& dir);
 
   // Adds the engine's system tables (`_scheduled_functions`, `_storage`, ...), which no schema
-  // file may declare.
-  absl::Status AddSystemTables();
+  // file may declare, as `text` (a SystemSchemaText, this build's or a stored one) declares them.
+  absl::Status AddSystemTables(std::string_view text);
   // The schema as the text of one schema file (what the database stores), without the system
   // tables.
   std::string ToJsonText() const;
@@ -65,6 +65,10 @@ class Schema {
 
   std::map<std::string, TableDef> tables_;
 };
+
+// The system tables as this build declares them (a schema file's text). Stored with the user's
+// schema, so a later build that changes them migrates them as it migrates the user's tables.
+std::string_view SystemSchemaText();
 
 // Whether `name` is a system table's: it starts with '_'.
 bool IsSystemTable(std::string_view name);
