@@ -135,7 +135,7 @@ absl::Status FunctionRegistry::Register(const FunctionDef& def, RegisteredFuncti
   function.visibility = def.visibility;
   function.args = *std::move(args);
   function.returns = *std::move(returns);
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   auto [it, inserted] =
       functions_.try_emplace(def.name, std::make_shared<const RegisteredFunction>(function));
   if (!inserted) {
@@ -150,7 +150,7 @@ absl::StatusOr<std::shared_ptr<const RegisteredFunction>> FunctionRegistry::Find
     std::string_view name, std::optional<FunctionKind> kind, bool allow_internal) const {
   std::shared_ptr<const RegisteredFunction> function;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = functions_.find(AbslView(name));
     if (it != functions_.end()) function = it->second;
   }

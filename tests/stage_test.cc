@@ -1,0 +1,673 @@
+// The Stage application (stagedb/apps/stage.h): every function, the validation errors the
+// seeds name, the deploy -> preview -> promote -> production -> rollback workflow end to end
+// (also from two threads at once), and the live views firing on the steps that change them
+// and only those. Written against the public API only.
+#include "stagedb/apps/stage.h"
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "stagedb/stagedb.h"
+#include "test_matchers.h"
+#include "test_util.h"
+
+namespace {
+
+using namespace stagedb;
+using stagedb::testing::OpenOrFail;
+using stagedb::testing::TempDir;
+using Code = absl::StatusCode;
+
+struct Studio {
+  TempDir dir;
+  std::unique_ptr<Database> db;
+  explicit Studio(stage::StageOptions options = {}) {
+    db = OpenOrFail({.path = dir.Sub("db"), .schema_json = std::string(stage::SchemaJson())});
+    REQUIRE_OK(stage::RegisterFunctions(*db, std::move(options)));
+  }
+  Value Call(std::string_view name, Object args) {
+    absl::StatusOr<Value> result = db->Call(name, Value(std::move(args)));
+    INFO(name << ": " << result.status().ToString());
+    REQUIRE(result.ok());
+    return *std::move(result);
+  }
+  absl::StatusOr<Value> Try(std::string_view name, Object args) {
+    return db->Call(name, Value(std::move(args)));
+  }
+  std::string NewSession() { return Call("stage:createSession", {}).as_string(); }
+};
+
+constexpr const char* kEmail = "dev@example.com";
+
+TEST_CASE("sessions: create, touch, and the status view") {
+  Studio s;
+  const std::string session = s.NewSession();
+  Value status = s.Call("stage:getSessionStatus", {{"sessionId", session}});
+  const double created = status["session"]["createdAt"].as_float64();
+  CHECK(status["session"]["lastAccessedAt"].as_float64() == created);
+  CHECK(status["render"].is_null());
+  CHECK(status["files"] == Value(Array{}));
+  absl::SleepFor(absl::Milliseconds(2));
+  s.Call("stage:touchSession", {{"sessionId", session}});
+  status = s.Call("stage:getSessionStatus", {{"sessionId", session}});
+  CHECK(status["session"]["lastAccessedAt"].as_float64() > created);
+
+  // A session id of a session that is gone, or of another table.
+  const std::string app_table_id = s.Call("stage:createSession", {}).as_string();
+  CHECK_ERROR(s.Try("stage:touchSession", {{"sessionId", "not-an-id"}}), Code::kInvalidArgument,
+              "sessionId");
+  (void)app_table_id;
+}
+
+TEST_CASE("files: unique path per session, versions count up, size is bytes") {
+  Studio s;
+  const std::string session = s.NewSession();
+  const std::string other = s.NewSession();
+  Value written = s.Call("stage:writeFile",
+                         {{"sessionId", session}, {"path", "/app/App.tsx"}, {"content", "héllo"}});
+  CHECK(written["version"].as_float64() == 1);
+  CHECK(written["size"].as_float64() == 6);  // bytes, not characters
+  written = s.Call("stage:writeFile",
+                   {{"sessionId", session}, {"path", "/app/App.tsx"}, {"content", "v2"}});
+  CHECK(written["version"].as_float64() == 2);
+  // The same path in another session is another file.
+  CHECK(s.Call("stage:writeFile",
+               {{"sessionId", other}, {"path", "/app/App.tsx"}, {"content", "x"}})["version"]
+            .as_float64() == 1);
+  s.Call("stage:writeFile", {{"sessionId", session}, {"path", "/app/a.css"}, {"content", ""}});
+
+  Value file = s.Call("stage:readFile", {{"sessionId", session}, {"path", "/app/App.tsx"}});
+  CHECK(file["content"] == Value("v2"));
+  CHECK(file["version"].as_float64() == 2);
+  CHECK(s.Call("stage:readFile", {{"sessionId", session}, {"path", "/nope"}}).is_null());
+  Value list = s.Call("stage:listFiles", {{"sessionId", session}});
+  REQUIRE(list.as_array().size() == 2);
+  CHECK(list.as_array()[0]["path"] == Value("/app/App.tsx"));
+  CHECK(list.as_array()[1]["path"] == Value("/app/a.css"));
+  CHECK(list.as_array()[1]["size"].as_float64() == 0);
+
+  CHECK(s.Call("stage:deleteFile", {{"sessionId", session}, {"path", "/app/a.css"}}) ==
+        Value(true));
+  CHECK(s.Call("stage:deleteFile", {{"sessionId", session}, {"path", "/app/a.css"}}) ==
+        Value(false));
+  CHECK(s.Call("stage:listFiles", {{"sessionId", session}}).as_array().size() == 1);
+
+  for (const char* bad : {"app/x", "/app/", "/app//x", "/app/../x", "/app/./x", ""}) {
+    INFO(bad);
+    CHECK_ERROR(s.Try("stage:writeFile", {{"sessionId", session}, {"path", bad}, {"content", ""}}),
+                Code::kInvalidArgument, "stage_files", "path");
+  }
+  CHECK_ERROR(s.Try("stage:writeFile", {{"sessionId", session},
+                                        {"path", std::string(401, 'a').insert(0, "/")},
+                                        {"content", ""}}),
+              Code::kInvalidArgument, "over 400");
+  CHECK_ERROR(s.Try("stage:writeFile", {{"sessionId", session}, {"path", "/a"}, {"content", 5}}),
+              Code::kInvalidArgument, "argument \"content\"", "string");
+}
+
+TEST_CASE("render: each trigger is a new version; results for stale versions are ignored") {
+  Studio s;
+  const std::string session = s.NewSession();
+  CHECK_ERROR(s.Try("stage:recordRenderResult",
+                    {{"sessionId", session}, {"version", 1.0}, {"error", nullptr}}),
+              Code::kFailedPrecondition, "no render");
+  CHECK(s.Call("stage:triggerRender", {{"sessionId", session}, {"entry", "/app/App.tsx"}})
+            .as_float64() == 1);
+  CHECK(s.Call("stage:triggerRender", {{"sessionId", session}, {"entry", "/app/App.tsx"}})
+            .as_float64() == 2);
+  // Version 1's result arrives late: ignored.
+  CHECK(s.Call("stage:recordRenderResult",
+               {{"sessionId", session}, {"version", 1.0}, {"error", "old"}}) == Value(false));
+  CHECK(s.Call("stage:recordRenderResult",
+               {{"sessionId", session}, {"version", 2.0}, {"error", "SyntaxError: line 3"}}) ==
+        Value(true));
+  Value render = s.Call("stage:getSessionStatus", {{"sessionId", session}})["render"];
+  CHECK(render["version"].as_float64() == 2);
+  CHECK(render["error"] == Value("SyntaxError: line 3"));
+  CHECK(render["renderedAt"].is_null());
+  CHECK(s.Call("stage:recordRenderResult",
+               {{"sessionId", session}, {"version", 2.0}, {"error", nullptr}}) == Value(true));
+  render = s.Call("stage:getSessionStatus", {{"sessionId", session}})["render"];
+  CHECK(render["error"].is_null());
+  CHECK(render["renderedAt"].is_float64());
+  // A new trigger clears the error and keeps the last successful render's time.
+  s.Call("stage:triggerRender", {{"sessionId", session}, {"entry", "/app/Main.tsx"}});
+  Value next = s.Call("stage:getSessionStatus", {{"sessionId", session}})["render"];
+  CHECK(next["entry"] == Value("/app/Main.tsx"));
+  CHECK(next["renderedAt"] == render["renderedAt"]);
+  CHECK_ERROR(s.Try("stage:recordRenderResult",
+                    {{"sessionId", session}, {"version", 9.0}, {"error", nullptr}}),
+              Code::kInvalidArgument, "never triggered");
+}
+
+TEST_CASE("snapshots copy files and render state; restore puts them back") {
+  Studio s;
+  const std::string session = s.NewSession();
+  s.Call("stage:writeFile", {{"sessionId", session}, {"path", "/app/App.tsx"}, {"content", "v1"}});
+  s.Call("stage:writeFile", {{"sessionId", session}, {"path", "/app/keep.ts"}, {"content", "k"}});
+  s.Call("stage:triggerRender", {{"sessionId", session}, {"entry", "/app/App.tsx"}});
+  s.Call("stage:recordRenderResult",
+         {{"sessionId", session}, {"version", 1.0}, {"error", nullptr}});
+  const std::string snapshot =
+      s.Call("stage:createSnapshot", {{"sessionId", session}, {"label", "before"}}).as_string();
+  s.Call("stage:writeFile", {{"sessionId", session}, {"path", "/app/App.tsx"}, {"content", "v2"}});
+  s.Call("stage:writeFile", {{"sessionId", session}, {"path", "/app/new.ts"}, {"content", "n"}});
+  s.Call("stage:triggerRender", {{"sessionId", session}, {"entry", "/app/New.tsx"}});
+  s.Call("stage:recordRenderResult", {{"sessionId", session}, {"version", 2.0}, {"error", "boom"}});
+
+  Value snapshots = s.Call("stage:listSnapshots", {{"sessionId", session}});
+  REQUIRE(snapshots.as_array().size() == 1);
+  CHECK(snapshots.as_array()[0]["label"] == Value("before"));
+  CHECK(snapshots.as_array()[0]["fileCount"].as_float64() == 2);
+
+  s.Call("stage:restoreSnapshot", {{"snapshotId", snapshot}});
+  Value status = s.Call("stage:getSessionStatus", {{"sessionId", session}});
+  REQUIRE(status["files"].as_array().size() == 2);
+  Value app = s.Call("stage:readFile", {{"sessionId", session}, {"path", "/app/App.tsx"}});
+  CHECK(app["content"] == Value("v1"));
+  CHECK(app["version"].as_float64() == 3);  // versions only grow
+  CHECK(s.Call("stage:readFile", {{"sessionId", session}, {"path", "/app/keep.ts"}})["version"]
+            .as_float64() == 1);  // unchanged: not rewritten
+  CHECK(s.Call("stage:readFile", {{"sessionId", session}, {"path", "/app/new.ts"}}).is_null());
+  CHECK(status["render"]["entry"] == Value("/app/App.tsx"));
+  CHECK(status["render"]["error"].is_null());
+  CHECK(status["render"]["renderedAt"].is_float64());
+  CHECK(status["render"]["version"].as_float64() == 3);
+}
+
+TEST_CASE("the workflow manifest is validated when written, with the place of the error") {
+  Studio s;
+  const std::string session = s.NewSession();
+  auto write = [&](const std::string& text) {
+    return s.Try("stage:writeFile", {{"sessionId", session},
+                                     {"path", std::string(stage::kWorkflowManifestPath)},
+                                     {"content", text}});
+  };
+  REQUIRE_OK(write(R"({"version": 1, "workflows": {"onSignup": {"steps": [
+      {"kind": "sheets.appendRow", "sheet": "Signups"}, {"kind": "message.send"}]}}})"));
+  CHECK_ERROR(write(R"({"version": 2, "workflows": {}})"), Code::kInvalidArgument, "version",
+              "must be 1");
+  CHECK_ERROR(write(R"({"version": 1})"), Code::kInvalidArgument, "workflows");
+  CHECK_ERROR(write(R"({"version": 1, "workflows": {"a": {"steps": [{"kind": "pulse.track"},
+      {"kind": "email"}]}}})"),
+              Code::kInvalidArgument, "workflows.a.steps[1].kind", "\"email\"",
+              "billing.createItem");
+  CHECK_ERROR(write(R"({"version": 1, "workflows": {"a": {"steps": []}}})"), Code::kInvalidArgument,
+              "workflows.a.steps");
+  CHECK_ERROR(write(R"({"version": 1, "workflows": {"a": {"steps": [{"sheet": 1}]}}})"),
+              Code::kInvalidArgument, "workflows.a.steps[0].kind");
+  CHECK_ERROR(write("{not json"), Code::kInvalidArgument, "not valid JSON", "byte");
+  CHECK_ERROR(write(R"({"version": 1, "workflows": {}, "extra": true})"), Code::kInvalidArgument,
+              "extra");
+  // The refused writes left the accepted manifest as it was.
+  CHECK(s.Call("stage:readFile", {{"sessionId", session},
+                                  {"path", std::string(stage::kWorkflowManifestPath)}})["version"]
+            .as_float64() == 1);
+}
+
+TEST_CASE("apps: publish, catalog, status, repository metadata, versions") {
+  Studio s;
+  const std::string session = s.NewSession();
+  Value published = s.Call("stage:publishApp", {{"name", "Timesheets"},
+                                                {"description", "Log hours"},
+                                                {"authorEmail", kEmail},
+                                                {"tags", Array{"hr", "time"}},
+                                                {"sessionId", session}});
+  const std::string sid = published["appSid"].as_string();
+  CHECK(sid.rfind("app_", 0) == 0);
+  Value app = s.Call("stage:getApp", {{"sid", sid}});
+  CHECK(app["status"] == Value("published"));
+  CHECK(app["tags"] == Value(Array{"hr", "time"}));
+  CHECK(s.Call("stage:getApp", {{"sid", "app_missing"}}).is_null());
+  CHECK(s.Call("stage:listApps", {{"status", "published"}}).as_array().size() == 1);
+  CHECK_ERROR(s.Try("stage:publishApp", {{"sid", sid}, {"name", "Dup"}, {"sessionId", session}}),
+              Code::kAlreadyExists, "stage_apps", sid);
+  CHECK_ERROR(s.Try("stage:publishApp", {{"name", ""}, {"sessionId", session}}),
+              Code::kInvalidArgument, "name");
+  CHECK_ERROR(s.Try("stage:listApps", {{"status", "live"}}), Code::kInvalidArgument, "status");
+
+  s.Call("stage:setAppStatus", {{"sid", sid}, {"status", "archived"}});
+  CHECK(s.Call("stage:listApps", {{"status", "published"}}).as_array().empty());
+  CHECK(s.Call("stage:listApps", {{"status", "archived"}}).as_array().size() == 1);
+
+  CHECK_ERROR(s.Try("stage:updateRepository", {{"appSid", sid}, {"lastCommitSha", "abc"}}),
+              Code::kFailedPrecondition, "no linked repository");
+  s.Call("stage:linkRepository", {{"appSid", sid},
+                                  {"owner", "acme"},
+                                  {"name", "timesheets"},
+                                  {"url", "https://github.com/acme/timesheets"},
+                                  {"visibility", "private"},
+                                  {"defaultBranch", "main"}});
+  s.Call("stage:updateRepository",
+         {{"appSid", sid}, {"lastCommitSha", "abc123"}, {"lastPushedAt", 1700000000000.0}});
+  Value repository = s.Call("stage:getApp", {{"sid", sid}})["repository"];
+  CHECK(repository["provider"] == Value("github"));
+  CHECK(repository["fullName"] == Value("acme/timesheets"));
+  CHECK(repository["remoteName"] == Value("origin"));
+  CHECK(repository["lastCommitSha"] == Value("abc123"));
+  CHECK(repository["linkedAt"].is_float64());
+  CHECK_ERROR(s.Try("stage:linkRepository", {{"appSid", sid},
+                                             {"owner", "acme/x"},
+                                             {"name", "t"},
+                                             {"url", "u"},
+                                             {"visibility", "private"}}),
+              Code::kInvalidArgument, "repository.owner", "acme/x");
+  CHECK_ERROR(s.Try("stage:linkRepository", {{"appSid", sid},
+                                             {"owner", "acme"},
+                                             {"name", "t"},
+                                             {"url", "u"},
+                                             {"visibility", "secret"}}),
+              Code::kInvalidArgument, "visibility");
+  CHECK_ERROR(s.Try("stage:linkRepository", {{"appSid", "app_nope"},
+                                             {"owner", "acme"},
+                                             {"name", "t"},
+                                             {"url", "u"},
+                                             {"visibility", "public"}}),
+              Code::kNotFound, "stage_apps", "app_nope");
+
+  Value versions = s.Call("stage:listAppVersions", {{"appSid", sid}});
+  REQUIRE(versions.as_array().size() == 1);
+  CHECK(versions.as_array()[0]["source"] == Value("publish"));
+  CHECK(versions.as_array()[0]["sid"] == published["versionSid"]);
+}
+
+TEST_CASE("google scopes per session, copied into the channels a deploy updates") {
+  Studio s;
+  const std::string session = s.NewSession();
+  CHECK(s.Call("stage:getGoogleScopes", {{"sessionId", session}}).is_null());
+  s.Call("stage:setGoogleScopes",
+         {{"sessionId", session},
+          {"scopes", Array{"https://www.googleapis.com/auth/spreadsheets", "openid", "openid"}}});
+  CHECK(s.Call("stage:getGoogleScopes", {{"sessionId", session}}) ==
+        Value(Array{"https://www.googleapis.com/auth/spreadsheets", "openid"}));
+  CHECK_ERROR(s.Try("stage:setGoogleScopes", {{"sessionId", session}, {"scopes", Array{"a b"}}}),
+              Code::kInvalidArgument, "stage_googleScopes", "a b");
+  const std::string sid =
+      s.Call("stage:publishApp", {{"name", "A"}, {"sessionId", session}})["appSid"].as_string();
+  s.Call("stage:deploy", {{"appSid", sid},
+                          {"sessionId", session},
+                          {"files", Array{}},
+                          {"entry", "/app/App.tsx"},
+                          {"updatedByEmail", kEmail}});
+  Value preview = s.Call("stage:getResolvedAppChannel", {{"appSid", sid}, {"channel", "preview"}});
+  CHECK(preview["oauthScopes"] ==
+        Value(Array{"https://www.googleapis.com/auth/spreadsheets", "openid"}));
+  // Channels keep their own scopes: production's set by hand stays when preview changes.
+  s.Call("stage:upsertAppChannel", {{"appSid", sid},
+                                    {"channel", "production"},
+                                    {"appVersionSid", preview["appVersionSid"]},
+                                    {"oauthScopes", Array{"email"}},
+                                    {"updatedByEmail", kEmail}});
+  s.Call("stage:setGoogleScopes", {{"sessionId", session}, {"scopes", Array{"profile"}}});
+  s.Call("stage:deploy", {{"appSid", sid},
+                          {"sessionId", session},
+                          {"files", Array{}},
+                          {"entry", "/app/App.tsx"},
+                          {"updatedByEmail", kEmail}});
+  CHECK(s.Call("stage:getResolvedAppChannel",
+               {{"appSid", sid}, {"channel", "preview"}})["oauthScopes"] ==
+        Value(Array{"profile"}));
+  CHECK(s.Call("stage:getResolvedAppChannel",
+               {{"appSid", sid}, {"channel", "production"}})["oauthScopes"] ==
+        Value(Array{"email"}));
+}
+
+TEST_CASE("the version-channel workflow: deploy, promote, rollback") {
+  Studio s;
+  const std::string session = s.NewSession();
+  const Value published = s.Call("stage:publishApp", {{"name", "Shop"}, {"sessionId", session}});
+  const std::string sid = published["appSid"].as_string();
+  const Value v1 = published["versionSid"];
+
+  // Promotion needs a preview version; rollback an earlier production version.
+  CHECK_ERROR(s.Try("stage:promote", {{"appSid", sid}, {"updatedByEmail", kEmail}}),
+              Code::kFailedPrecondition, "no preview version", sid);
+  CHECK_ERROR(s.Try("stage:rollback", {{"appSid", sid}, {"updatedByEmail", kEmail}}),
+              Code::kFailedPrecondition, "no production version earlier");
+  CHECK(s.Call("stage:getAppChannelsForSummary", {{"appSid", sid}})["preview"].is_null());
+
+  // Deploy: files pushed, render triggered, a studio_deploy version, preview updated.
+  Value d1 =
+      s.Call("stage:deploy",
+             {{"appSid", sid},
+              {"sessionId", session},
+              {"files", Array{Object{{"path", "/app/App.tsx"}, {"content", "export default 1"}}}},
+              {"entry", "/app/App.tsx"},
+              {"branch", "feature/cart"},
+              {"commitSha", "c0ffee1"},
+              {"updatedByEmail", kEmail}});
+  CHECK(d1["renderVersion"].as_float64() == 1);
+  Value preview = s.Call("stage:getResolvedAppChannel", {{"appSid", sid}, {"channel", "preview"}});
+  CHECK(preview["appVersionSid"] == d1["versionSid"]);
+  CHECK(preview["branch"] == Value("feature/cart"));
+  CHECK(preview["commitSha"] == Value("c0ffee1"));
+  CHECK(preview["sessionId"] == Value(session));
+  CHECK(preview["version"]["source"] == Value("studio_deploy"));
+  CHECK(preview["version"]["renderVersion"].as_float64() == 1);
+  CHECK(s.Call("stage:readFile", {{"sessionId", session}, {"path", "/app/App.tsx"}})["content"] ==
+        Value("export default 1"));
+  // Production is untouched by a deploy.
+  CHECK(s.Call("stage:getResolvedAppChannel",
+               {{"appSid", sid}, {"channel", "production"}})["appVersionSid"] == v1);
+
+  // Promote: production gets the preview's version as a "promotion" version.
+  Value p1 = s.Call("stage:promote", {{"appSid", sid}, {"updatedByEmail", kEmail}});
+  CHECK(p1["fromVersionSid"] == d1["versionSid"]);
+  Value production =
+      s.Call("stage:getResolvedAppChannel", {{"appSid", sid}, {"channel", "production"}});
+  CHECK(production["appVersionSid"] == p1["versionSid"]);
+  CHECK(production["version"]["source"] == Value("promotion"));
+  CHECK(production["version"]["fromVersionSid"] == d1["versionSid"]);
+  CHECK(production["branch"] == Value("feature/cart"));
+
+  // A second deploy (a feedback iteration) moves preview only; promote again; roll back twice.
+  Value d2 =
+      s.Call("stage:deploy",
+             {{"appSid", sid},
+              {"sessionId", session},
+              {"files", Array{Object{{"path", "/app/App.tsx"}, {"content", "export default 2"}}}},
+              {"entry", "/app/App.tsx"},
+              {"source", "feedback"},
+              {"updatedByEmail", kEmail}});
+  CHECK(s.Call("stage:getResolvedAppChannel",
+               {{"appSid", sid}, {"channel", "preview"}})["version"]["source"] ==
+        Value("feedback"));
+  CHECK(s.Call("stage:getResolvedAppChannel",
+               {{"appSid", sid}, {"channel", "production"}})["appVersionSid"] == p1["versionSid"]);
+  Value p2 = s.Call("stage:promote", {{"appSid", sid}, {"updatedByEmail", kEmail}});
+  CHECK(p2["fromVersionSid"] == d2["versionSid"]);
+  CHECK(s.Call("stage:rollback", {{"appSid", sid}, {"updatedByEmail", kEmail}})["versionSid"] ==
+        p1["versionSid"]);
+  CHECK(s.Call("stage:rollback", {{"appSid", sid}, {"updatedByEmail", kEmail}})["versionSid"] ==
+        v1);
+  CHECK_ERROR(s.Try("stage:rollback", {{"appSid", sid}, {"updatedByEmail", kEmail}}),
+              Code::kFailedPrecondition, "no production version earlier");
+  // Explicit targets: forward is refused, another app's version is not found.
+  CHECK_ERROR(
+      s.Try("stage:rollback",
+            {{"appSid", sid}, {"updatedByEmail", kEmail}, {"toVersionSid", p2["versionSid"]}}),
+      Code::kFailedPrecondition, "not earlier");
+  const std::string other =
+      s.Call("stage:publishApp", {{"name", "Other"}, {"sessionId", session}})["appSid"].as_string();
+  const Value other_version =
+      s.Call("stage:listAppVersions", {{"appSid", other}}).as_array()[0]["sid"];
+  CHECK_ERROR(s.Try("stage:rollback",
+                    {{"appSid", sid}, {"updatedByEmail", kEmail}, {"toVersionSid", other_version}}),
+              Code::kNotFound, "belongs to app");
+  CHECK(s.Call("stage:listAppVersions", {{"appSid", sid}}).as_array().size() == 5);
+
+  // upsertAppChannel: unknown channel names and versions are refused.
+  CHECK_ERROR(s.Try("stage:upsertAppChannel", {{"appSid", sid},
+                                               {"channel", "staging"},
+                                               {"appVersionSid", d1["versionSid"]},
+                                               {"updatedByEmail", kEmail}}),
+              Code::kInvalidArgument, "staging");
+  CHECK_ERROR(s.Try("stage:upsertAppChannel", {{"appSid", sid},
+                                               {"channel", "preview"},
+                                               {"appVersionSid", "ver_nope"},
+                                               {"updatedByEmail", kEmail}}),
+              Code::kNotFound, "ver_nope");
+  CHECK_ERROR(s.Try("stage:getResolvedAppChannel", {{"appSid", sid}, {"channel", "beta"}}),
+              Code::kInvalidArgument, "beta");
+}
+
+TEST_CASE("a failed step of a deploy writes nothing") {
+  Studio s;
+  const std::string session = s.NewSession();
+  const std::string sid =
+      s.Call("stage:publishApp", {{"name", "A"}, {"sessionId", session}})["appSid"].as_string();
+  // The second file's path is invalid: the first file, the render and the version are not kept.
+  CHECK_ERROR(
+      s.Try("stage:deploy", {{"appSid", sid},
+                             {"sessionId", session},
+                             {"files", Array{Object{{"path", "/app/ok.ts"}, {"content", "1"}},
+                                             Object{{"path", "bad"}, {"content", "2"}}}},
+                             {"entry", "/app/ok.ts"},
+                             {"updatedByEmail", kEmail}}),
+      Code::kInvalidArgument, "bad");
+  Value status = s.Call("stage:getSessionStatus", {{"sessionId", session}});
+  CHECK(status["files"].as_array().empty());
+  CHECK(status["render"].is_null());
+  CHECK(s.Call("stage:listAppVersions", {{"appSid", sid}}).as_array().size() == 1);
+  CHECK(s.Call("stage:getAppChannelsForSummary", {{"appSid", sid}})["preview"].is_null());
+}
+
+TEST_CASE("concurrent deploys to one app from two threads are serialized") {
+  Studio s;
+  const std::string sid = [&] {
+    const std::string session = s.NewSession();
+    return s.Call("stage:publishApp", {{"name", "A"}, {"sessionId", session}})["appSid"]
+        .as_string();
+  }();
+  const std::string session_a = s.NewSession();
+  const std::string session_b = s.NewSession();
+  constexpr int kDeploysEach = 10;
+  std::atomic<int> failures{0};
+  std::mutex mu;
+  std::vector<std::string> versions;
+  auto deployer = [&](const std::string& session, const std::string& who) {
+    for (int i = 0; i < kDeploysEach; ++i) {
+      absl::StatusOr<Value> result =
+          s.db->Call("stage:deploy",
+                     Value(Object{{"appSid", sid},
+                                  {"sessionId", session},
+                                  {"files", Array{Object{{"path", "/app/App.tsx"},
+                                                         {"content", who + std::to_string(i)}}}},
+                                  {"entry", "/app/App.tsx"},
+                                  {"updatedByEmail", who}}));
+      if (!result.ok()) {
+        ++failures;
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      versions.push_back((*result)["versionSid"].as_string());
+    }
+  };
+  std::thread a(deployer, session_a, "a@x");
+  std::thread b(deployer, session_b, "b@x");
+  a.join();
+  b.join();
+  CHECK(failures == 0);
+  CHECK(versions.size() == 2 * kDeploysEach);
+  // Every deploy made exactly one version; the preview channel is one record, pointing at the
+  // last committed deploy, with that deploy's session and author.
+  CHECK(s.Call("stage:listAppVersions", {{"appSid", sid}}).as_array().size() ==
+        1 + 2 * kDeploysEach);
+  Value preview = s.Call("stage:getResolvedAppChannel", {{"appSid", sid}, {"channel", "preview"}});
+  const Value& last = preview["version"];
+  CHECK(preview["appVersionSid"] == last["sid"]);
+  CHECK(preview["sessionId"] == last["sessionId"]);
+  CHECK(preview["updatedByEmail"] == last["createdByEmail"]);
+  absl::StatusOr<std::vector<Document>> newest = s.db->Query([&](Reader& r) {
+    return r.Table("stage_app_versions")
+        .WithIndex("by_app", Eq("appSid", sid))
+        .Order(SortOrder::kDesc)
+        .Take(1);
+  });
+  REQUIRE_OK(newest);
+  CHECK((*newest)[0]["sid"] == preview["appVersionSid"]);
+  // Each session's render version counts its own deploys.
+  CHECK(s.Call("stage:getSessionStatus", {{"sessionId", session_a}})["render"]["version"]
+            .as_float64() == kDeploysEach);
+  CHECK(s.Call("stage:readFile", {{"sessionId", session_b}, {"path", "/app/App.tsx"}})["version"]
+            .as_float64() == kDeploysEach);
+}
+
+// Counts the updates a subscription receives after its first one.
+struct UpdateCounter {
+  std::mutex mu;
+  int updates = 0;
+  Value last;
+  UpdateSlot Slot() {
+    return UpdateSlot([this](const QueryUpdate& update) {
+      std::lock_guard<std::mutex> lock(mu);
+      ++updates;
+      if (update.result.ok()) last = *update.result;
+    });
+  }
+  int count() {
+    std::lock_guard<std::mutex> lock(mu);
+    return updates;
+  }
+};
+
+TEST_CASE("live views fire on the steps that change them, and only those") {
+  Studio s;
+  const std::string session = s.NewSession();
+  const std::string other_session = s.NewSession();
+  const std::string sid =
+      s.Call("stage:publishApp", {{"name", "Live"}, {"sessionId", session}})["appSid"].as_string();
+  const std::string other_sid =
+      s.Call("stage:publishApp", {{"name", "Else"}, {"sessionId", other_session}})["appSid"]
+          .as_string();
+  UpdateCounter status, summary;
+  absl::StatusOr<Subscription> status_sub = s.db->SubscribeFunction(
+      "stage:getSessionStatus", Value(Object{{"sessionId", session}}), status.Slot());
+  absl::StatusOr<Subscription> summary_sub = s.db->SubscribeFunction(
+      "stage:getAppChannelsForSummary", Value(Object{{"appSid", sid}}), summary.Slot());
+  REQUIRE_OK(status_sub);
+  REQUIRE_OK(summary_sub);
+  auto settle = [&] {
+    REQUIRE_OK(s.db->WaitForDelivery(s.db->LastCommitTimestamp(), absl::Seconds(30)));
+  };
+  settle();
+  int status_seen = status.count(), summary_seen = summary.count();
+  // Each step: whether the status view and the summary view must fire.
+  auto step = [&](const char* what, bool status_fires, bool summary_fires, auto&& run) {
+    INFO(what);
+    run();
+    settle();
+    CHECK((status.count() > status_seen) == status_fires);
+    CHECK((summary.count() > summary_seen) == summary_fires);
+    status_seen = status.count();
+    summary_seen = summary.count();
+  };
+  step("a write to another session", false, false, [&] {
+    s.Call("stage:writeFile", {{"sessionId", other_session}, {"path", "/a"}, {"content", "x"}});
+  });
+  step("a deploy to another app", false, false, [&] {
+    s.Call("stage:deploy", {{"appSid", other_sid},
+                            {"sessionId", other_session},
+                            {"files", Array{}},
+                            {"entry", "/a"},
+                            {"updatedByEmail", kEmail}});
+  });
+  step("a file write in the session", true, false, [&] {
+    s.Call("stage:writeFile", {{"sessionId", session}, {"path", "/app/App.tsx"}, {"content", "1"}});
+  });
+  step("a deploy", true, true, [&] {
+    s.Call("stage:deploy", {{"appSid", sid},
+                            {"sessionId", session},
+                            {"files", Array{}},
+                            {"entry", "/app/App.tsx"},
+                            {"updatedByEmail", kEmail}});
+  });
+  step("a render result", true, false, [&] {
+    s.Call("stage:recordRenderResult",
+           {{"sessionId", session}, {"version", 1.0}, {"error", nullptr}});
+  });
+  step("a promotion", false, true, [&] {
+    s.Call("stage:promote", {{"appSid", sid}, {"updatedByEmail", kEmail}});
+  });
+  step("a rollback", false, true, [&] {
+    s.Call("stage:rollback", {{"appSid", sid}, {"updatedByEmail", kEmail}});
+  });
+  step("google scopes of another session", false, false, [&] {
+    s.Call("stage:setGoogleScopes", {{"sessionId", other_session}, {"scopes", Array{"email"}}});
+  });
+  std::lock_guard<std::mutex> lock(summary.mu);
+  CHECK(summary.last["production"]["version"]["source"] == Value("publish"));
+  CHECK(summary.last["preview"]["version"]["source"] == Value("studio_deploy"));
+}
+
+TEST_CASE("drive recordings: validated, stored, transcribed by a scheduled job that is live") {
+  std::atomic<int> transcriptions{0};
+  Studio s({.transcribe = [&](const StoredFile& file,
+                              std::string_view bytes) -> absl::StatusOr<std::string> {
+    ++transcriptions;
+    return absl::StrCat(file.content_type, ": ", bytes.size(), " bytes");
+  }});
+  const std::string session = s.NewSession();
+  const std::string audio(1000, 'a');
+  absl::StatusOr<DocumentId> storage = s.db->files().Store("audio/webm", audio);
+  REQUIRE_OK(storage);
+  Object good{{"sessionId", session},         {"fileId", "drive-file-1"},
+              {"filename", "standup.webm"},   {"contentType", "audio/webm"},
+              {"sizeBytes", 1000.0},          {"storageId", Value(*storage)},
+              {"recordedAt", 1700000000000.0}};
+  auto with = [&](std::string_view field, Value value) {
+    Object changed = good;
+    changed[field] = std::move(value);
+    return changed;
+  };
+  CHECK_ERROR(s.Try("stage:storeDriveRecording", with("sizeBytes", 0.0)), Code::kInvalidArgument,
+              "stage_drive_recordings", "sizeBytes", "positive");
+  CHECK_ERROR(s.Try("stage:storeDriveRecording", with("sizeBytes", -5.0)), Code::kInvalidArgument,
+              "sizeBytes");
+  CHECK_ERROR(s.Try("stage:storeDriveRecording", with("sizeBytes", 999.0)), Code::kInvalidArgument,
+              "sizeBytes", "1000 bytes");
+  CHECK_ERROR(s.Try("stage:storeDriveRecording", with("contentType", "text/plain")),
+              Code::kInvalidArgument, "contentType", "text/plain");
+  CHECK_ERROR(s.Try("stage:storeDriveRecording", with("fileId", "")), Code::kInvalidArgument,
+              "fileId", "required");
+  Object no_storage = good;
+  no_storage.erase("storageId");
+  CHECK_ERROR(s.Try("stage:storeDriveRecording", no_storage), Code::kInvalidArgument, "storageId");
+  CHECK_ERROR(s.Try("stage:storeDriveRecording", with("storageId", Value(session))),
+              Code::kInvalidArgument, "storageId", "_storage");
+  CHECK(s.Call("stage:listDriveRecordings", {{"sessionId", session}}).as_array().empty());
+  CHECK(transcriptions == 0);
+
+  Value stored = s.Call("stage:storeDriveRecording", good);
+  const std::string recording = stored["recordingId"].as_string();
+  UpdateCounter live;
+  absl::StatusOr<Subscription> sub = s.db->SubscribeFunction(
+      "stage:getDriveRecording", Value(Object{{"recordingId", recording}}), live.Slot());
+  REQUIRE_OK(sub);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  for (;;) {
+    REQUIRE_OK(s.db->WaitForDelivery(s.db->LastCommitTimestamp(), absl::Seconds(30)));
+    {
+      std::lock_guard<std::mutex> lock(live.mu);
+      if (live.last["transcription"]["state"] == Value("success")) break;
+    }
+    REQUIRE(absl::Now() < deadline);
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  Value done = s.Call("stage:getDriveRecording", {{"recordingId", recording}});
+  CHECK(done["transcript"] == Value("audio/webm: 1000 bytes"));
+  CHECK(done["transcriptionJobId"] == stored["jobId"]);
+  CHECK(transcriptions == 1);
+  CHECK(s.Call("stage:listDriveRecordings", {{"sessionId", session}}).as_array().size() == 1);
+  // The internal functions are not callable from the public entry point.
+  CHECK_ERROR(s.Try("stage:saveTranscript", {{"recordingId", recording}, {"transcript", "x"}}),
+              Code::kPermissionDenied);
+}
+
+TEST_CASE("without a transcriber the transcription job fails with a clear error") {
+  Studio s;
+  const std::string session = s.NewSession();
+  absl::StatusOr<DocumentId> storage = s.db->files().Store("video/mp4", "xyz");
+  REQUIRE_OK(storage);
+  Value stored = s.Call("stage:storeDriveRecording", {{"sessionId", session},
+                                                      {"fileId", "f"},
+                                                      {"filename", "clip.mp4"},
+                                                      {"contentType", "video/mp4"},
+                                                      {"sizeBytes", 3.0},
+                                                      {"storageId", Value(*storage)},
+                                                      {"recordedAt", 1.0}});
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  Value view;
+  do {
+    absl::SleepFor(absl::Milliseconds(5));
+    view = s.Call("stage:getDriveRecording", {{"recordingId", stored["recordingId"]}});
+  } while (view["transcription"]["state"] != Value("failed") && absl::Now() < deadline);
+  CHECK(view["transcription"]["state"] == Value("failed"));
+  CHECK(view["transcription"]["error"].as_string().find("no transcriber") != std::string::npos);
+}
+
+}  // namespace
