@@ -27,6 +27,14 @@ bool InState(const Document& job, JobState state) {
   return value.is_string() && value.as_string() == JobStateName(state);
 }
 
+// Whether job `id` is (still) in `state`, read in `tx`: a job may have been canceled, or run by
+// an earlier pass, since the runner read it.
+absl::StatusOr<bool> StillIn(Transaction& tx, const DocumentId& id, JobState state) {
+  absl::StatusOr<std::optional<Document>> job = tx.Get(id);
+  if (!job.ok()) return job.status();
+  return job->has_value() && InState(**job, state);
+}
+
 Object Ended(const absl::Status& outcome) {
   Object patch{
       {std::string(kStateField),
@@ -228,10 +236,8 @@ void JobRunner::RunMutationJob(const Document& job, const RegisteredFunction& fu
   bool function_failed = false;
   absl::Status status = db_.Mutate([&](Transaction& tx) -> absl::Status {
     function_failed = false;
-    absl::StatusOr<std::optional<Document>> current = tx.Get(job.id());
-    if (!current.ok()) return current.status();
-    // Canceled (or run by an earlier pass) since the page was read.
-    if (!current->has_value() || !InState(**current, JobState::kPending)) return absl::OkStatus();
+    absl::StatusOr<bool> pending = StillIn(tx, job.id(), JobState::kPending);
+    if (!pending.ok() || !*pending) return pending.status();
     absl::StatusOr<Value> result =
         FunctionCalls::RunMutation(registry_, function, tx, auth, job["args"]);
     ReaderAccess::State(tx).set_row_scope(std::nullopt);
@@ -258,9 +264,8 @@ bool JobRunner::StartActionJob(const Document& job,
   bool claimed = false;
   absl::Status status = db_.Mutate([&](Transaction& tx) -> absl::Status {
     claimed = false;
-    absl::StatusOr<std::optional<Document>> current = tx.Get(job.id());
-    if (!current.ok()) return current.status();
-    if (!current->has_value() || !InState(**current, JobState::kPending)) return absl::OkStatus();
+    absl::StatusOr<bool> pending = StillIn(tx, job.id(), JobState::kPending);
+    if (!pending.ok() || !*pending) return pending.status();
     SystemWriteScope system(tx);
     claimed = true;
     return tx.Patch(job.id(), Object{{std::string(kStateField),
@@ -292,9 +297,8 @@ bool JobRunner::StartActionJob(const Document& job,
 absl::Status JobRunner::FinishJob(const DocumentId& id, JobState from,
                                   const absl::Status& outcome) {
   return db_.Mutate([&](Transaction& tx) -> absl::Status {
-    absl::StatusOr<std::optional<Document>> job = tx.Get(id);
-    if (!job.ok()) return job.status();
-    if (!job->has_value() || !InState(**job, from)) return absl::OkStatus();
+    absl::StatusOr<bool> unchanged = StillIn(tx, id, from);
+    if (!unchanged.ok() || !*unchanged) return unchanged.status();
     SystemWriteScope system(tx);
     return tx.Patch(id, Ended(outcome));
   });

@@ -47,6 +47,16 @@ absl::StatusOr<Document> RequireSession(Reader& db, const DocumentId& id) {
   return **std::move(session);
 }
 
+// The session an argument names, which must exist (NotFound naming it otherwise).
+absl::StatusOr<DocumentId> SessionArg(Reader& db, const Value& args) {
+  absl::StatusOr<DocumentId> session = IdArg(args, "sessionId");
+  if (!session.ok()) return session.status();
+  if (absl::StatusOr<Document> found = RequireSession(db, *session); !found.ok()) {
+    return found.status();
+  }
+  return session;
+}
+
 absl::Status Touch(Transaction& tx, const DocumentId& session) {
   return tx.Patch(session, {{"lastAccessedAt", NowMs()}});
 }
@@ -325,9 +335,8 @@ void RegisterSessions(Registrar& r) {
              });
   r.Mutation({.name = "stage:touchSession", .args = kSessionArg, .returns = R"("null")"},
              [](MutationContext& ctx, const Value& args) -> Result {
-               absl::StatusOr<DocumentId> session = IdArg(args, "sessionId");
+               absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
                if (!session.ok()) return session.status();
-               if (auto s = RequireSession(ctx.db(), *session); !s.ok()) return s.status();
                if (absl::Status s = Touch(ctx.db(), *session); !s.ok()) return s;
                return Value(nullptr);
              });
@@ -364,9 +373,8 @@ void RegisterFiles(Registrar& r) {
               .args = R"({"sessionId": {"type": "id", "table": "stage_sessions"},
                           "path": "string", "content": "string"})"},
              [](MutationContext& ctx, const Value& args) -> Result {
-               absl::StatusOr<DocumentId> session = IdArg(args, "sessionId");
+               absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
                if (!session.ok()) return session.status();
-               if (auto s = RequireSession(ctx.db(), *session); !s.ok()) return s.status();
                if (absl::Status s = Touch(ctx.db(), *session); !s.ok()) return s;
                return WriteFileIn(ctx.db(), *session, args["path"].as_string(),
                                   args["content"].as_string());
@@ -390,9 +398,8 @@ void RegisterFiles(Registrar& r) {
                           "path": "string"})",
               .returns = R"("boolean")"},
              [](MutationContext& ctx, const Value& args) -> Result {
-               absl::StatusOr<DocumentId> session = IdArg(args, "sessionId");
+               absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
                if (!session.ok()) return session.status();
-               if (auto s = RequireSession(ctx.db(), *session); !s.ok()) return s.status();
                absl::StatusOr<std::optional<Document>> file =
                    FindFile(ctx.db(), *session, args["path"].as_string());
                if (!file.ok()) return file.status();
@@ -422,9 +429,8 @@ void RegisterRender(Registrar& r) {
                           "entry": "string"})",
               .returns = R"("number")"},
              [](MutationContext& ctx, const Value& args) -> Result {
-               absl::StatusOr<DocumentId> session = IdArg(args, "sessionId");
+               absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
                if (!session.ok()) return session.status();
-               if (auto s = RequireSession(ctx.db(), *session); !s.ok()) return s.status();
                if (absl::Status s = Touch(ctx.db(), *session); !s.ok()) return s;
                absl::StatusOr<double> version =
                    TriggerRenderIn(ctx.db(), *session, args["entry"].as_string());
@@ -473,9 +479,8 @@ void RegisterSnapshots(Registrar& r) {
                    "label": {"type": "optional", "of": "string"}})",
               .returns = R"({"type": "id", "table": "stage_snapshots"})"},
              [](MutationContext& ctx, const Value& args) -> Result {
-               absl::StatusOr<DocumentId> session = IdArg(args, "sessionId");
+               absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
                if (!session.ok()) return session.status();
-               if (auto s = RequireSession(ctx.db(), *session); !s.ok()) return s.status();
                absl::StatusOr<std::optional<Document>> render = FindRender(ctx.db(), *session);
                if (!render.ok()) return render.status();
                absl::StatusOr<std::vector<Document>> files = SessionFiles(ctx.db(), *session);
@@ -584,9 +589,8 @@ void RegisterApps(Registrar& r) {
                    "sessionId": {"type": "id", "table": "stage_sessions"}})",
        .returns = R"({"type": "object", "fields": {"appSid": "string", "versionSid": "string"}})"},
       [](MutationContext& ctx, const Value& args) -> Result {
-        absl::StatusOr<DocumentId> session = IdArg(args, "sessionId");
+        absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
         if (!session.ok()) return session.status();
-        if (auto s = RequireSession(ctx.db(), *session); !s.ok()) return s.status();
         if (args["name"].as_string().empty()) {
           return absl::InvalidArgumentError(
               "table \"stage_apps\" field \"name\": an app needs a non-empty name");
@@ -751,9 +755,8 @@ void RegisterGoogleScopes(Registrar& r) {
                           "scopes": {"type": "array", "items": "string"}})",
               .returns = R"("null")"},
              [](MutationContext& ctx, const Value& args) -> Result {
-               absl::StatusOr<DocumentId> session = IdArg(args, "sessionId");
+               absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
                if (!session.ok()) return session.status();
-               if (auto s = RequireSession(ctx.db(), *session); !s.ok()) return s.status();
                // Kept sorted and without duplicates, so equal sets compare equal.
                std::vector<std::string> scopes;
                for (const Value& scope : args["scopes"].as_array()) {
@@ -874,9 +877,8 @@ void RegisterWorkflow(Registrar& r) {
         const std::string& app_sid = args["appSid"].as_string();
         absl::StatusOr<Document> app = FindApp(ctx.db(), app_sid);
         if (!app.ok()) return app.status();
-        absl::StatusOr<DocumentId> session = IdArg(args, "sessionId");
+        absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
         if (!session.ok()) return session.status();
-        if (auto s = RequireSession(ctx.db(), *session); !s.ok()) return s.status();
         if (absl::Status s = Touch(ctx.db(), *session); !s.ok()) return s;
         // 1. Push the files.
         for (const Value& file : args["files"].as_array()) {
@@ -1065,9 +1067,8 @@ void RegisterRecordings(Registrar& r, const StageOptions& options) {
         if (args["filename"].as_string().empty()) {
           return invalid("filename", "is required (empty)");
         }
-        absl::StatusOr<DocumentId> session = IdArg(args, "sessionId");
+        absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
         if (!session.ok()) return session.status();
-        if (auto s = RequireSession(ctx.db(), *session); !s.ok()) return s.status();
         // The stored file must exist, be complete and be as large as the recording claims.
         absl::StatusOr<DocumentId> storage = IdArg(args, "storageId");
         if (!storage.ok()) return storage.status();
