@@ -13,7 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "apps/stage/text.h"
+#include "apps/common/text.h"
 #include "stagedb/secrets.h"
 
 namespace stagedb::stage {
@@ -67,8 +67,8 @@ absl::Status CheckPath(std::string_view path) {
     problem = "must start with '/'";
   } else if (path.size() > kMaxPathBytes) {
     problem = absl::StrFormat("is %d bytes, over %d", path.size(), kMaxPathBytes);
-  } else if (path.back() == '/' || Contains(path, "//") || Contains(path, "/./") ||
-             Contains(path, "/../") || path.ends_with("/.") || path.ends_with("/..")) {
+  } else if (path.back() == '/' || apps::Contains(path, "//") || apps::Contains(path, "/./") ||
+             apps::Contains(path, "/../") || path.ends_with("/.") || path.ends_with("/..")) {
     problem = "must be a normalized file path (no empty, '.' or '..' segments, no trailing '/')";
   }
   if (problem.empty()) return absl::OkStatus();
@@ -685,7 +685,7 @@ void RegisterApps(Registrar& r) {
         if (!app.ok()) return app.status();
         for (std::string_view part : {"owner", "name"}) {
           const std::string& value = args[part].as_string();
-          if (value.empty() || Contains(value, "/")) {
+          if (value.empty() || apps::Contains(value, "/")) {
             return absl::InvalidArgumentError(absl::StrFormat(
                 "table \"stage_apps\" field \"repository.%s\": \"%s\" must be a non-empty "
                 "GitHub name without '/'",
@@ -760,7 +760,7 @@ void RegisterGoogleScopes(Registrar& r) {
                // Kept sorted and without duplicates, so equal sets compare equal.
                std::vector<std::string> scopes;
                for (const Value& scope : args["scopes"].as_array()) {
-                 if (scope.as_string().empty() || Contains(scope.as_string(), " ")) {
+                 if (scope.as_string().empty() || apps::Contains(scope.as_string(), " ")) {
                    return absl::InvalidArgumentError(absl::StrFormat(
                        "table \"stage_googleScopes\" field \"scopes\": \"%s\" is not an OAuth "
                        "scope (non-empty, no spaces)",
@@ -1061,7 +1061,7 @@ void RegisterRecordings(Registrar& r, const StageOptions& options) {
             std::end(kRecordingTypes)) {
           return invalid("contentType",
                          absl::StrFormat("\"%s\" is not a recording type (expected one of %s)",
-                                         type, Join(kRecordingTypes)));
+                                         type, apps::Join(kRecordingTypes)));
         }
         if (args["fileId"].as_string().empty()) return invalid("fileId", "is required (empty)");
         if (args["filename"].as_string().empty()) {

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "apps/stage/text.h"
+#include "apps/common/text.h"
 #include "nlohmann/json.hpp"
 #include "stagedb/apps/stage.h"
 
@@ -65,7 +65,7 @@ absl::Status ValidateWorkflowManifest(std::string_view text) {
       if (!known) {
         return ManifestError(step_where + ".kind",
                              absl::StrFormat("\"%s\" is not a step kind (expected one of %s)", kind,
-                                             Join(kStepKinds)));
+                                             apps::Join(kStepKinds)));
       }
     }
   }

@@ -1,13 +1,13 @@
-// Small string helpers of the Stage module over std::string_view (Debian's Abseil has its own
+// Small string helpers of the apps (src/apps/*) over std::string_view (Debian's Abseil has its own
 // absl::string_view, which the public API's std::string_view does not convert to).
-#ifndef STAGEDB_SRC_APPS_STAGE_TEXT_H_
-#define STAGEDB_SRC_APPS_STAGE_TEXT_H_
+#ifndef STAGEDB_SRC_APPS_COMMON_TEXT_H_
+#define STAGEDB_SRC_APPS_COMMON_TEXT_H_
 
 #include <cstddef>
 #include <string>
 #include <string_view>
 
-namespace stagedb::stage {
+namespace stagedb::apps {
 
 inline bool Contains(std::string_view text, std::string_view part) {
   return text.find(part) != std::string_view::npos;
@@ -24,6 +24,6 @@ std::string Join(const std::string_view (&items)[N]) {
   return joined;
 }
 
-}  // namespace stagedb::stage
+}  // namespace stagedb::apps
 
-#endif  // STAGEDB_SRC_APPS_STAGE_TEXT_H_
+#endif  // STAGEDB_SRC_APPS_COMMON_TEXT_H_
