@@ -122,4 +122,15 @@ TEST_CASE("tokens and encrypted keys never reach the database file in clear") {
   CHECK(bytes.find(provider_key) == std::string::npos);
 }
 
+TEST_CASE("HMAC-SHA256 signatures: RFC 4231 vector, constant-time check") {
+  // RFC 4231, test case 2.
+  const std::string signature = stagedb::HmacSha256Hex("Jefe", "what do ya want for nothing?");
+  CHECK(signature == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  CHECK(stagedb::SignatureMatches("Jefe", "what do ya want for nothing?", signature));
+  CHECK_FALSE(stagedb::SignatureMatches("Jefe", "what do ya want for nothing!", signature));
+  CHECK_FALSE(stagedb::SignatureMatches("jefe", "what do ya want for nothing?", signature));
+  CHECK_FALSE(
+      stagedb::SignatureMatches("Jefe", "what do ya want for nothing?", signature.substr(0, 63)));
+}
+
 }  // namespace

@@ -33,6 +33,13 @@ HashedToken HashToken(std::string_view token);
 // Whether `token` hashes to `stored_sha256_hex`, comparing the hashes in constant time.
 bool TokenMatches(std::string_view token, std::string_view stored_sha256_hex);
 
+// HMAC-SHA256 of `message` under `key`, as lowercase hex: signs what is sent out (a webhook's
+// body, with the webhook's secret as key) so the receiver can check it came from the holder of
+// the secret. Check a received signature with SignatureMatches (constant time).
+std::string HmacSha256Hex(std::string_view key, std::string_view message);
+bool SignatureMatches(std::string_view key, std::string_view message,
+                      std::string_view signature_hex);
+
 // A 256-bit key for EncryptField, supplied by the host (a key file, a KMS, an environment
 // variable); InvalidArgument unless `bytes` is exactly 32 bytes.
 class FieldKey {

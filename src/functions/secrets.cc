@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <memory>
@@ -19,6 +20,11 @@ namespace {
 constexpr size_t kNonceBytes = 12;
 constexpr size_t kTagBytes = 16;
 constexpr std::string_view kFieldPrefix = "v1:";
+
+// Compares in time that depends only on the lengths, not on where the texts differ.
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
 
 std::string Sha256Hex(std::string_view bytes) { return internal::Sha256().Update(bytes).Hex(); }
 
@@ -51,9 +57,20 @@ HashedToken HashToken(std::string_view token) {
 }
 
 bool TokenMatches(std::string_view token, std::string_view stored_sha256_hex) {
-  const std::string hash = Sha256Hex(token);
-  return hash.size() == stored_sha256_hex.size() &&
-         CRYPTO_memcmp(hash.data(), stored_sha256_hex.data(), hash.size()) == 0;
+  return ConstantTimeEquals(Sha256Hex(token), stored_sha256_hex);
+}
+
+std::string HmacSha256Hex(std::string_view key, std::string_view message) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest, &length);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), length));
+}
+
+bool SignatureMatches(std::string_view key, std::string_view message,
+                      std::string_view signature_hex) {
+  return ConstantTimeEquals(HmacSha256Hex(key, message), signature_hex);
 }
 
 absl::StatusOr<FieldKey> FieldKey::FromBytes(std::string_view bytes) {
