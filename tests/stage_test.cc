@@ -56,11 +56,15 @@ TEST_CASE("sessions: create, touch, and the status view") {
   status = s.Call("stage:getSessionStatus", {{"sessionId", session}});
   CHECK(status["session"]["lastAccessedAt"].as_float64() > created);
 
-  // A session id of a session that is gone, or of another table.
-  const std::string app_table_id = s.Call("stage:createSession", {}).as_string();
+  // An id of no session here (a session of another database), and text that is no id.
+  Studio elsewhere;
+  const std::string foreign = elsewhere.NewSession();
+  CHECK_ERROR(s.Try("stage:touchSession", {{"sessionId", foreign}}), Code::kNotFound,
+              "stage_sessions", foreign);
+  CHECK_ERROR(s.Try("stage:writeFile", {{"sessionId", foreign}, {"path", "/a"}, {"content", ""}}),
+              Code::kNotFound, foreign);
   CHECK_ERROR(s.Try("stage:touchSession", {{"sessionId", "not-an-id"}}), Code::kInvalidArgument,
               "sessionId");
-  (void)app_table_id;
 }
 
 TEST_CASE("files: unique path per session, versions count up, size is bytes") {
