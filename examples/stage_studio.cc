@@ -90,9 +90,10 @@ int Run(const std::string& dir) {
          "an invalid manifest is refused: " + std::string(bad_manifest.status().message()));
 
   std::cout << "2. Publish the app (production points at its first version):\n";
-  const Value published =
-      call("stage:publishApp",
-           {{"name", "Signup desk"}, {"authorEmail", email}, {"sessionId", session}});
+  const Value published = call("stage:publishApp", {{"name", "Signup desk"},
+                                                    {"authorEmail", email},
+                                                    {"sessionId", session},
+                                                    {"updatedByEmail", email}});
   const Value app = published["appSid"];
   if (!app.is_string()) return 1;
 

@@ -39,6 +39,7 @@ struct Studio {
     return db->Call(name, Value(std::move(args)));
   }
   std::string NewSession() { return Call("stage:createSession", {}).as_string(); }
+  std::string last_app;  // the app a test works on
 };
 
 constexpr const char* kEmail = "dev@example.com";
@@ -220,7 +221,8 @@ TEST_CASE("apps: publish, catalog, status, repository metadata, versions") {
                                                 {"description", "Log hours"},
                                                 {"authorEmail", kEmail},
                                                 {"tags", Array{"hr", "time"}},
-                                                {"sessionId", session}});
+                                                {"sessionId", session},
+                                                {"updatedByEmail", kEmail}});
   const std::string sid = published["appSid"].as_string();
   CHECK(sid.rfind("app_", 0) == 0);
   Value app = s.Call("stage:getApp", {{"sid", sid}});
@@ -228,10 +230,13 @@ TEST_CASE("apps: publish, catalog, status, repository metadata, versions") {
   CHECK(app["tags"] == Value(Array{"hr", "time"}));
   CHECK(s.Call("stage:getApp", {{"sid", "app_missing"}}).is_null());
   CHECK(s.Call("stage:listApps", {{"status", "published"}}).as_array().size() == 1);
-  CHECK_ERROR(s.Try("stage:publishApp", {{"sid", sid}, {"name", "Dup"}, {"sessionId", session}}),
-              Code::kAlreadyExists, "stage_apps", sid);
-  CHECK_ERROR(s.Try("stage:publishApp", {{"name", ""}, {"sessionId", session}}),
-              Code::kInvalidArgument, "name");
+  CHECK_ERROR(
+      s.Try("stage:publishApp",
+            {{"sid", sid}, {"name", "Dup"}, {"sessionId", session}, {"updatedByEmail", kEmail}}),
+      Code::kAlreadyExists, "stage_apps", sid);
+  CHECK_ERROR(
+      s.Try("stage:publishApp", {{"name", ""}, {"sessionId", session}, {"updatedByEmail", kEmail}}),
+      Code::kInvalidArgument, "name");
   CHECK_ERROR(s.Try("stage:listApps", {{"status", "live"}}), Code::kInvalidArgument, "status");
 
   s.Call("stage:setAppStatus", {{"sid", sid}, {"status", "archived"}});
@@ -291,7 +296,9 @@ TEST_CASE("google scopes per session, copied into the channels a deploy updates"
   CHECK_ERROR(s.Try("stage:setGoogleScopes", {{"sessionId", session}, {"scopes", Array{"a b"}}}),
               Code::kInvalidArgument, "stage_googleScopes", "a b");
   const std::string sid =
-      s.Call("stage:publishApp", {{"name", "A"}, {"sessionId", session}})["appSid"].as_string();
+      s.Call("stage:publishApp",
+             {{"name", "A"}, {"sessionId", session}, {"updatedByEmail", kEmail}})["appSid"]
+          .as_string();
   s.Call("stage:deploy", {{"appSid", sid},
                           {"sessionId", session},
                           {"files", Array{}},
@@ -323,7 +330,8 @@ TEST_CASE("google scopes per session, copied into the channels a deploy updates"
 TEST_CASE("the version-channel workflow: deploy, promote, rollback") {
   Studio s;
   const std::string session = s.NewSession();
-  const Value published = s.Call("stage:publishApp", {{"name", "Shop"}, {"sessionId", session}});
+  const Value published = s.Call(
+      "stage:publishApp", {{"name", "Shop"}, {"sessionId", session}, {"updatedByEmail", kEmail}});
   const std::string sid = published["appSid"].as_string();
   const Value v1 = published["versionSid"];
 
@@ -331,7 +339,7 @@ TEST_CASE("the version-channel workflow: deploy, promote, rollback") {
   CHECK_ERROR(s.Try("stage:promote", {{"appSid", sid}, {"updatedByEmail", kEmail}}),
               Code::kFailedPrecondition, "no preview version", sid);
   CHECK_ERROR(s.Try("stage:rollback", {{"appSid", sid}, {"updatedByEmail", kEmail}}),
-              Code::kFailedPrecondition, "no production version earlier");
+              Code::kFailedPrecondition, "no version earlier");
   CHECK(s.Call("stage:getAppChannelsForSummary", {{"appSid", sid}})["preview"].is_null());
 
   // Deploy: files pushed, render triggered, a studio_deploy version, preview updated.
@@ -389,19 +397,22 @@ TEST_CASE("the version-channel workflow: deploy, promote, rollback") {
   CHECK(s.Call("stage:rollback", {{"appSid", sid}, {"updatedByEmail", kEmail}})["versionSid"] ==
         v1);
   CHECK_ERROR(s.Try("stage:rollback", {{"appSid", sid}, {"updatedByEmail", kEmail}}),
-              Code::kFailedPrecondition, "no production version earlier");
-  // Explicit targets: forward is refused, another app's version is not found.
+              Code::kFailedPrecondition, "no version earlier");
+  // Explicit targets must be versions production served before: not a later one, not another
+  // app's.
   CHECK_ERROR(
       s.Try("stage:rollback",
             {{"appSid", sid}, {"updatedByEmail", kEmail}, {"toVersionSid", p2["versionSid"]}}),
-      Code::kFailedPrecondition, "not earlier");
+      Code::kFailedPrecondition, "served before");
   const std::string other =
-      s.Call("stage:publishApp", {{"name", "Other"}, {"sessionId", session}})["appSid"].as_string();
+      s.Call("stage:publishApp",
+             {{"name", "Other"}, {"sessionId", session}, {"updatedByEmail", kEmail}})["appSid"]
+          .as_string();
   const Value other_version =
       s.Call("stage:listAppVersions", {{"appSid", other}}).as_array()[0]["sid"];
   CHECK_ERROR(s.Try("stage:rollback",
                     {{"appSid", sid}, {"updatedByEmail", kEmail}, {"toVersionSid", other_version}}),
-              Code::kNotFound, "belongs to app");
+              Code::kFailedPrecondition, "served before");
   CHECK(s.Call("stage:listAppVersions", {{"appSid", sid}}).as_array().size() == 5);
 
   // upsertAppChannel: unknown channel names and versions are refused.
@@ -423,7 +434,9 @@ TEST_CASE("a failed step of a deploy writes nothing") {
   Studio s;
   const std::string session = s.NewSession();
   const std::string sid =
-      s.Call("stage:publishApp", {{"name", "A"}, {"sessionId", session}})["appSid"].as_string();
+      s.Call("stage:publishApp",
+             {{"name", "A"}, {"sessionId", session}, {"updatedByEmail", kEmail}})["appSid"]
+          .as_string();
   // The second file's path is invalid: the first file, the render and the version are not kept.
   CHECK_ERROR(
       s.Try("stage:deploy", {{"appSid", sid},
@@ -440,11 +453,127 @@ TEST_CASE("a failed step of a deploy writes nothing") {
   CHECK(s.Call("stage:getAppChannelsForSummary", {{"appSid", sid}})["preview"].is_null());
 }
 
+TEST_CASE("each version serves the files it froze; rollback follows what production served") {
+  Studio s;
+  const std::string session = s.NewSession();
+  auto deploy = [&](const std::string& content) {
+    return s.Call("stage:deploy",
+                  {{"appSid", s.last_app},
+                   {"sessionId", session},
+                   {"files", Array{Object{{"path", "/app/App.tsx"}, {"content", content}}}},
+                   {"entry", "/app/App.tsx"},
+                   {"updatedByEmail", kEmail}})["versionSid"];
+  };
+  auto promote = [&] {
+    return s.Call("stage:promote",
+                  {{"appSid", s.last_app}, {"updatedByEmail", kEmail}})["versionSid"];
+  };
+  auto rollback = [&] {
+    return s.Call("stage:rollback",
+                  {{"appSid", s.last_app}, {"updatedByEmail", kEmail}})["versionSid"];
+  };
+  auto serves = [&](const char* channel) {
+    Value files = s.Call("stage:getChannelFiles", {{"appSid", s.last_app}, {"channel", channel}});
+    return files.as_array().empty() ? Value("") : files.as_array()[0]["content"];
+  };
+  s.Call("stage:writeFile", {{"sessionId", session}, {"path", "/app/App.tsx"}, {"content", "v0"}});
+  s.last_app = s.Call("stage:publishApp",
+                      {{"name", "A"}, {"sessionId", session}, {"updatedByEmail", kEmail}})["appSid"]
+                   .as_string();
+  const Value published =
+      s.Call("stage:getResolvedAppChannel",
+             {{"appSid", s.last_app}, {"channel", "production"}})["appVersionSid"];
+  deploy("one");
+  const Value p1 = promote();
+  CHECK_ERROR(s.Try("stage:promote", {{"appSid", s.last_app}, {"updatedByEmail", kEmail}}),
+              Code::kFailedPrecondition, "already serves");
+  deploy("two");
+  // A deploy changes the session's files and preview, never what production serves.
+  CHECK(serves("preview") == Value("two"));
+  CHECK(serves("production") == Value("one"));
+  const Value p2 = promote();
+  CHECK(serves("production") == Value("two"));
+  CHECK(rollback() == p1);
+  CHECK(serves("production") == Value("one"));
+  deploy("three");
+  const Value p3 = promote();
+  CHECK(serves("production") == Value("three"));
+  // Back to what production served before p3 (p1), not to p2, which was rolled away from.
+  CHECK(rollback() == p1);
+  CHECK(rollback() == published);
+  CHECK(serves("production") == Value("v0"));
+  CHECK(s.Call("stage:getVersionFiles", {{"appSid", s.last_app}, {"versionSid", p3}})
+            .as_array()[0]["content"] == Value("three"));
+  CHECK_ERROR(s.Try("stage:getVersionFiles", {{"appSid", s.last_app}, {"versionSid", "ver_x"}}),
+              Code::kNotFound, "ver_x");
+}
+
+TEST_CASE("a deleted file written again continues its versions") {
+  Studio s;
+  const std::string session = s.NewSession();
+  for (int i = 0; i < 2; ++i) {
+    s.Call("stage:writeFile", {{"sessionId", session}, {"path", "/a.ts"}, {"content", "x"}});
+  }
+  CHECK(s.Call("stage:deleteFile", {{"sessionId", session}, {"path", "/a.ts"}}) == Value(true));
+  CHECK(s.Call("stage:readFile", {{"sessionId", session}, {"path", "/a.ts"}}).is_null());
+  CHECK(s.Call("stage:listFiles", {{"sessionId", session}}).as_array().empty());
+  CHECK(s.Call("stage:writeFile",
+               {{"sessionId", session}, {"path", "/a.ts"}, {"content", "y"}})["version"]
+            .as_float64() == 3);
+}
+
+TEST_CASE("more validation errors name what was wrong") {
+  Studio s;
+  Studio elsewhere;
+  const std::string session = s.NewSession();
+  const std::string foreign_session = elsewhere.NewSession();
+  const std::string foreign_snapshot =
+      elsewhere.Call("stage:createSnapshot", {{"sessionId", foreign_session}}).as_string();
+  CHECK_ERROR(s.Try("stage:recordRenderResult",
+                    {{"sessionId", foreign_session}, {"version", 1.0}, {"error", nullptr}}),
+              Code::kNotFound, "stage_sessions");
+  CHECK_ERROR(s.Try("stage:restoreSnapshot", {{"snapshotId", foreign_snapshot}}), Code::kNotFound,
+              "stage_snapshots", foreign_snapshot);
+  CHECK_ERROR(s.Try("stage:triggerRender", {{"sessionId", session}, {"entry", "App.tsx"}}),
+              Code::kInvalidArgument, "App.tsx");
+  CHECK_ERROR(s.Try("stage:setAppStatus", {{"sid", "app_nope"}, {"status", "draft"}}),
+              Code::kNotFound, "app_nope");
+  CHECK_ERROR(s.Try("stage:updateRepository", {{"appSid", "app_nope"}}), Code::kNotFound,
+              "app_nope");
+  const std::string a =
+      s.Call("stage:publishApp",
+             {{"name", "A"}, {"sessionId", session}, {"updatedByEmail", kEmail}})["appSid"]
+          .as_string();
+  const Value b_version =
+      s.Call("stage:publishApp",
+             {{"name", "B"}, {"sessionId", session}, {"updatedByEmail", kEmail}})["versionSid"];
+  CHECK_ERROR(s.Try("stage:upsertAppChannel", {{"appSid", a},
+                                               {"channel", "preview"},
+                                               {"appVersionSid", b_version},
+                                               {"updatedByEmail", kEmail}}),
+              Code::kNotFound, "belongs to app");
+  CHECK_ERROR(s.Try("stage:upsertAppChannel", {{"appSid", a},
+                                               {"channel", "preview"},
+                                               {"appVersionSid", b_version},
+                                               {"sessionId", foreign_session},
+                                               {"updatedByEmail", kEmail}}),
+              Code::kNotFound);
+  CHECK_ERROR(s.Try("stage:publishApp", {{"name", "C"}, {"sessionId", session}}),
+              Code::kInvalidArgument, "updatedByEmail");
+
+  // A database without Stage's tables is refused at registration.
+  TempDir dir;
+  auto bare = OpenOrFail({.path = dir.Sub("db"), .schema_json = R"({"tables": {}})"});
+  CHECK_ERROR(stage::RegisterFunctions(*bare), Code::kFailedPrecondition, "stage::SchemaJson");
+}
+
 TEST_CASE("concurrent deploys to one app from two threads are serialized") {
   Studio s;
   const std::string sid = [&] {
     const std::string session = s.NewSession();
-    return s.Call("stage:publishApp", {{"name", "A"}, {"sessionId", session}})["appSid"]
+    return s
+        .Call("stage:publishApp",
+              {{"name", "A"}, {"sessionId", session}, {"updatedByEmail", kEmail}})["appSid"]
         .as_string();
   }();
   const std::string session_a = s.NewSession();
@@ -524,9 +653,12 @@ TEST_CASE("live views fire on the steps that change them, and only those") {
   const std::string session = s.NewSession();
   const std::string other_session = s.NewSession();
   const std::string sid =
-      s.Call("stage:publishApp", {{"name", "Live"}, {"sessionId", session}})["appSid"].as_string();
+      s.Call("stage:publishApp",
+             {{"name", "Live"}, {"sessionId", session}, {"updatedByEmail", kEmail}})["appSid"]
+          .as_string();
   const std::string other_sid =
-      s.Call("stage:publishApp", {{"name", "Else"}, {"sessionId", other_session}})["appSid"]
+      s.Call("stage:publishApp",
+             {{"name", "Else"}, {"sessionId", other_session}, {"updatedByEmail", kEmail}})["appSid"]
           .as_string();
   UpdateCounter status, summary;
   absl::StatusOr<Subscription> status_sub = s.db->SubscribeFunction(
@@ -574,6 +706,25 @@ TEST_CASE("live views fire on the steps that change them, and only those") {
     s.Call("stage:recordRenderResult",
            {{"sessionId", session}, {"version", 1.0}, {"error", nullptr}});
   });
+  step("a render trigger", true, false, [&] {
+    s.Call("stage:triggerRender", {{"sessionId", session}, {"entry", "/app/App.tsx"}});
+  });
+  step("a stale render result (ignored, writes nothing)", false, false, [&] {
+    s.Call("stage:recordRenderResult",
+           {{"sessionId", session}, {"version", 1.0}, {"error", "late"}});
+  });
+  step("google scopes of the app's own session", false, false, [&] {
+    s.Call("stage:setGoogleScopes", {{"sessionId", session}, {"scopes", Array{"openid"}}});
+  });
+  step("a channel set by hand", false, true, [&] {
+    const Value preview = s.Call("stage:getResolvedAppChannel",
+                                 {{"appSid", sid}, {"channel", "preview"}})["appVersionSid"];
+    s.Call("stage:upsertAppChannel", {{"appSid", sid},
+                                      {"channel", "preview"},
+                                      {"appVersionSid", preview},
+                                      {"branch", "hotfix"},
+                                      {"updatedByEmail", kEmail}});
+  });
   step("a promotion", false, true, [&] {
     s.Call("stage:promote", {{"appSid", sid}, {"updatedByEmail", kEmail}});
   });
@@ -618,6 +769,15 @@ TEST_CASE("drive recordings: validated, stored, transcribed by a scheduled job t
               Code::kInvalidArgument, "contentType", "text/plain");
   CHECK_ERROR(s.Try("stage:storeDriveRecording", with("fileId", "")), Code::kInvalidArgument,
               "fileId", "required");
+  CHECK_ERROR(s.Try("stage:storeDriveRecording", with("filename", "")), Code::kInvalidArgument,
+              "filename", "required");
+  CHECK_ERROR(s.Try("stage:storeDriveRecording", with("sizeBytes", 999.5)), Code::kInvalidArgument,
+              "sizeBytes", "whole");
+  absl::StatusOr<DocumentId> deleted = s.db->files().Store("audio/webm", audio);
+  REQUIRE_OK(deleted);
+  REQUIRE_OK(s.db->files().Delete(*deleted));
+  CHECK_ERROR(s.Try("stage:storeDriveRecording", with("storageId", Value(*deleted))),
+              Code::kInvalidArgument, "storageId", deleted->text());
   Object no_storage = good;
   no_storage.erase("storageId");
   CHECK_ERROR(s.Try("stage:storeDriveRecording", no_storage), Code::kInvalidArgument, "storageId");
@@ -670,7 +830,7 @@ TEST_CASE("without a transcriber the transcription job fails with a clear error"
     absl::SleepFor(absl::Milliseconds(5));
     view = s.Call("stage:getDriveRecording", {{"recordingId", stored["recordingId"]}});
   } while (view["transcription"]["state"] != Value("failed") && absl::Now() < deadline);
-  CHECK(view["transcription"]["state"] == Value("failed"));
+  REQUIRE(view["transcription"]["state"] == Value("failed"));
   CHECK(view["transcription"]["error"].as_string().find("no transcriber") != std::string::npos);
 }
 

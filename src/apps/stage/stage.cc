@@ -5,6 +5,7 @@
 #include "stagedb/apps/stage.h"
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <string>
 #include <utility>
@@ -76,11 +77,16 @@ absl::Status CheckPath(std::string_view path) {
       absl::StrFormat("table \"stage_files\" field \"path\": \"%s\" %s", path, problem));
 }
 
+// A session's file at `path`; with `include_deleted`, also one deleted (soft delete keeps it,
+// so a path written again continues its versions instead of restarting at 1).
 absl::StatusOr<std::optional<Document>> FindFile(Reader& db, const DocumentId& session,
-                                                 std::string_view path) {
-  return db.Table("stage_files")
-      .WithIndex("by_session_path", Eq("sessionId", Value(session)).Eq("path", Value(path)))
-      .First();
+                                                 std::string_view path,
+                                                 bool include_deleted = false) {
+  Query query =
+      db.Table("stage_files")
+          .WithIndex("by_session_path", Eq("sessionId", Value(session)).Eq("path", Value(path)));
+  if (include_deleted) query.IncludeDeleted();
+  return query.First();
 }
 
 // Writes (creates or replaces) a file of a session: version + 1, size = content bytes; the
@@ -91,14 +97,17 @@ absl::StatusOr<Value> WriteFileIn(Transaction& tx, const DocumentId& session, st
   if (path == kWorkflowManifestPath) {
     if (absl::Status s = ValidateWorkflowManifest(content); !s.ok()) return s;
   }
-  absl::StatusOr<std::optional<Document>> existing = FindFile(tx, session, path);
+  absl::StatusOr<std::optional<Document>> existing =
+      FindFile(tx, session, path, /*include_deleted=*/true);
   if (!existing.ok()) return existing.status();
   const double size = static_cast<double>(content.size());
   double version = 1;
   if (existing->has_value()) {
     version = (**existing)["version"].as_float64() + 1;
-    absl::Status s =
-        tx.Patch((*existing)->id(), {{"content", content}, {"version", version}, {"size", size}});
+    absl::Status s = tx.Patch((*existing)->id(), {{"content", content},
+                                                  {"version", version},
+                                                  {"size", size},
+                                                  {"deletedAt", Value(Undefined{})}});
     if (!s.ok()) return s;
   } else {
     absl::StatusOr<DocumentId> id = tx.Insert("stage_files", {{"sessionId", Value(session)},
@@ -153,6 +162,39 @@ absl::StatusOr<std::vector<Document>> SessionFiles(Reader& db, const DocumentId&
       .Collect();
 }
 
+// Copies a session's files and render state into a new snapshot (also what freezes an app
+// version's files).
+absl::StatusOr<DocumentId> SnapshotIn(Transaction& tx, const DocumentId& session,
+                                      const Value& label) {
+  absl::StatusOr<std::optional<Document>> render = FindRender(tx, session);
+  if (!render.ok()) return render.status();
+  absl::StatusOr<std::vector<Document>> files = SessionFiles(tx, session);
+  if (!files.ok()) return files.status();
+  absl::StatusOr<DocumentId> snapshot = tx.Insert(
+      "stage_snapshots", {{"sessionId", Value(session)},
+                          {"label", label},
+                          {"createdAt", NowMs()},
+                          {"fileCount", static_cast<double>(files->size())},
+                          {"render", render->has_value() ? RenderView(**render) : Value(nullptr)}});
+  if (!snapshot.ok()) return snapshot.status();
+  for (const Document& file : *files) {
+    absl::StatusOr<DocumentId> copy =
+        tx.Insert("stage_snapshot_files", {{"snapshotId", Value(*snapshot)},
+                                           {"path", file["path"]},
+                                           {"content", file["content"]},
+                                           {"version", file["version"]},
+                                           {"size", file["size"]}});
+    if (!copy.ok()) return copy.status();
+  }
+  return snapshot;
+}
+
+absl::StatusOr<std::vector<Document>> SnapshotFiles(Reader& db, const DocumentId& snapshot) {
+  return db.Table("stage_snapshot_files")
+      .WithIndex("by_snapshot_path", Eq("snapshotId", Value(snapshot)))
+      .Collect();
+}
+
 absl::StatusOr<Document> FindBySid(Reader& db, std::string_view table, std::string_view what,
                                    std::string_view sid) {
   absl::StatusOr<std::optional<Document>> found =
@@ -203,6 +245,8 @@ struct NewVersion {
   std::string app_sid;
   std::string source;
   DocumentId session;
+  // The frozen files the version serves; none: a new snapshot of `session` now.
+  std::optional<DocumentId> snapshot;
   Value render_version = Value(Undefined{});  // undefined: none
   Value from_version = Value(Undefined{});    // undefined: none
   Value branch = Value(Undefined{});
@@ -213,11 +257,15 @@ struct NewVersion {
 absl::StatusOr<std::string> CreateVersion(Transaction& tx, const NewVersion& v) {
   absl::StatusOr<std::string> sid = NewSid("ver_");
   if (!sid.ok()) return sid.status();
+  absl::StatusOr<DocumentId> snapshot =
+      v.snapshot.has_value() ? *v.snapshot : SnapshotIn(tx, v.session, Value("version " + *sid));
+  if (!snapshot.ok()) return snapshot.status();
   absl::StatusOr<DocumentId> id =
       tx.Insert("stage_app_versions", {{"sid", *sid},
                                        {"appSid", v.app_sid},
                                        {"source", v.source},
                                        {"sessionId", Value(v.session)},
+                                       {"snapshotId", Value(*snapshot)},
                                        {"renderVersion", v.render_version},
                                        {"fromVersionSid", v.from_version},
                                        {"branch", v.branch},
@@ -229,7 +277,9 @@ absl::StatusOr<std::string> CreateVersion(Transaction& tx, const NewVersion& v) 
 }
 
 // Points `channel` of `app_sid` at a version with its session binding, git tracking and OAuth
-// scopes (undefined values leave a field out); creates the channel record on first use.
+// scopes; creates the channel record on first use. Undefined branch or commit leave the field
+// out; undefined scopes keep the channel's own. The version it pointed at before goes on its
+// history (what rollback returns to), unless `history` replaces that history.
 struct ChannelUpdate {
   std::string app_sid;
   std::string channel;
@@ -239,19 +289,37 @@ struct ChannelUpdate {
   Value commit_sha = Value(Undefined{});
   Value oauth_scopes = Value(Undefined{});
   std::string email;
+  std::optional<Array> history;
 };
+
+// How many earlier versions a channel remembers for rollback.
+constexpr size_t kChannelHistory = 50;
 
 absl::StatusOr<DocumentId> UpsertChannelIn(Transaction& tx, const ChannelUpdate& u) {
   if (absl::Status s = CheckChannel(u.channel); !s.ok()) return s;
   absl::StatusOr<std::optional<Document>> existing = FindChannel(tx, u.app_sid, u.channel);
   if (!existing.ok()) return existing.status();
+  Array history;
+  Value scopes = u.oauth_scopes;
+  if (existing->has_value()) {
+    const Document& before = **existing;
+    if (before["previousVersionSids"].is_array())
+      history = before["previousVersionSids"].as_array();
+    if (before["appVersionSid"].as_string() != u.version_sid) {
+      history.push_back(before["appVersionSid"]);
+    }
+    if (history.size() > kChannelHistory) history.erase(history.begin());
+    if (scopes.is_undefined()) scopes = before["oauthScopes"];
+  }
+  if (u.history.has_value()) history = *u.history;
   Object fields{{"appSid", u.app_sid},
                 {"channel", u.channel},
                 {"appVersionSid", u.version_sid},
                 {"sessionId", Value(u.session)},
                 {"branch", u.branch},
                 {"commitSha", u.commit_sha},
-                {"oauthScopes", u.oauth_scopes},
+                {"oauthScopes", scopes},
+                {"previousVersionSids", Value(std::move(history))},
                 {"updatedByEmail", u.email},
                 {"updatedAt", NowMs()}};
   if (existing->has_value()) {
@@ -445,7 +513,7 @@ void RegisterRender(Registrar& r) {
                           "error": {"type": "union", "of": ["string", "null"]}})",
               .returns = R"("boolean")"},
              [](MutationContext& ctx, const Value& args) -> Result {
-               absl::StatusOr<DocumentId> session = IdArg(args, "sessionId");
+               absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
                if (!session.ok()) return session.status();
                absl::StatusOr<std::optional<Document>> render = FindRender(ctx.db(), *session);
                if (!render.ok()) return render.status();
@@ -457,7 +525,7 @@ void RegisterRender(Registrar& r) {
                }
                const double current = (**render)["version"].as_float64();
                const double reported = args["version"].as_float64();
-               if (reported > current) {
+               if (!std::isfinite(reported) || reported > current) {
                  return absl::InvalidArgumentError(absl::StrFormat(
                      "table \"stage_renderState\" field \"version\": render %g of session \"%s\" "
                      "was never triggered (the latest is %g)",
@@ -476,32 +544,14 @@ void RegisterRender(Registrar& r) {
 void RegisterSnapshots(Registrar& r) {
   r.Mutation({.name = "stage:createSnapshot",
               .args = R"({"sessionId": {"type": "id", "table": "stage_sessions"},
-                   "label": {"type": "optional", "of": "string"}})",
+                          "label": {"type": "optional", "of": "string"}})",
               .returns = R"({"type": "id", "table": "stage_snapshots"})"},
              [](MutationContext& ctx, const Value& args) -> Result {
                absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
                if (!session.ok()) return session.status();
-               absl::StatusOr<std::optional<Document>> render = FindRender(ctx.db(), *session);
-               if (!render.ok()) return render.status();
-               absl::StatusOr<std::vector<Document>> files = SessionFiles(ctx.db(), *session);
-               if (!files.ok()) return files.status();
-               absl::StatusOr<DocumentId> snapshot = ctx.db().Insert(
-                   "stage_snapshots",
-                   {{"sessionId", Value(*session)},
-                    {"label", Optional(args, "label")},
-                    {"createdAt", NowMs()},
-                    {"fileCount", static_cast<double>(files->size())},
-                    {"render", render->has_value() ? RenderView(**render) : Value(nullptr)}});
+               absl::StatusOr<DocumentId> snapshot =
+                   SnapshotIn(ctx.db(), *session, Optional(args, "label"));
                if (!snapshot.ok()) return snapshot.status();
-               for (const Document& file : *files) {
-                 absl::StatusOr<DocumentId> copy =
-                     ctx.db().Insert("stage_snapshot_files", {{"snapshotId", Value(*snapshot)},
-                                                              {"path", file["path"]},
-                                                              {"content", file["content"]},
-                                                              {"version", file["version"]},
-                                                              {"size", file["size"]}});
-                 if (!copy.ok()) return copy.status();
-               }
                return Value(*snapshot);
              });
   // Puts the session's files and render state back as the snapshot holds them: files not in
@@ -523,11 +573,7 @@ void RegisterSnapshots(Registrar& r) {
         absl::StatusOr<DocumentId> session = IdArg((*snapshot)->ToValue(), "sessionId");
         if (!session.ok()) return session.status();
         if (auto s = RequireSession(ctx.db(), *session); !s.ok()) return s.status();
-        absl::StatusOr<std::vector<Document>> saved =
-            ctx.db()
-                .Table("stage_snapshot_files")
-                .WithIndex("by_snapshot_path", Eq("snapshotId", Value(*snapshot_id)))
-                .Collect();
+        absl::StatusOr<std::vector<Document>> saved = SnapshotFiles(ctx.db(), *snapshot_id);
         if (!saved.ok()) return saved.status();
         absl::StatusOr<std::vector<Document>> current = SessionFiles(ctx.db(), *session);
         if (!current.ok()) return current.status();
@@ -586,7 +632,8 @@ void RegisterApps(Registrar& r) {
                    "authorEmail": {"type": "optional", "of": "string"},
                    "authorName": {"type": "optional", "of": "string"},
                    "tags": {"type": "optional", "of": {"type": "array", "items": "string"}},
-                   "sessionId": {"type": "id", "table": "stage_sessions"}})",
+                   "sessionId": {"type": "id", "table": "stage_sessions"},
+                   "updatedByEmail": "string"})",
        .returns = R"({"type": "object", "fields": {"appSid": "string", "versionSid": "string"}})"},
       [](MutationContext& ctx, const Value& args) -> Result {
         absl::StatusOr<DocumentId> session = SessionArg(ctx.db(), args);
@@ -618,9 +665,11 @@ void RegisterApps(Registrar& r) {
                                            {"updatedAt", now},
                                            {"lastDeployedAt", now}});
         if (!app.ok()) return app.status();
-        const Value email = Optional(args, "authorEmail");
-        absl::StatusOr<std::string> version = CreateVersion(
-            ctx.db(), {.app_sid = sid, .source = "publish", .session = *session, .email = email});
+        absl::StatusOr<std::string> version =
+            CreateVersion(ctx.db(), {.app_sid = sid,
+                                     .source = "publish",
+                                     .session = *session,
+                                     .email = args["updatedByEmail"]});
         if (!version.ok()) return version.status();
         absl::StatusOr<Value> scopes = GoogleScopesOf(ctx.db(), *session);
         if (!scopes.ok()) return scopes.status();
@@ -630,7 +679,7 @@ void RegisterApps(Registrar& r) {
                                        .version_sid = *version,
                                        .session = *session,
                                        .oauth_scopes = *scopes,
-                                       .email = email.is_string() ? email.as_string() : ""});
+                                       .email = args["updatedByEmail"].as_string()});
         if (!channel.ok()) return channel.status();
         return Value(Object{{"appSid", sid}, {"versionSid", *version}});
       });
@@ -801,7 +850,45 @@ void RegisterGoogleScopes(Registrar& r) {
           });
 }
 
+// The files a version serves (frozen when it was made), as readFile shows a file.
+absl::StatusOr<Value> VersionFiles(Reader& db, const Document& version) {
+  absl::StatusOr<DocumentId> snapshot = IdArg(version.ToValue(), "snapshotId");
+  if (!snapshot.ok()) return snapshot.status();
+  absl::StatusOr<std::vector<Document>> files = SnapshotFiles(db, *snapshot);
+  if (!files.ok()) return files.status();
+  Array views;
+  for (const Document& file : *files) {
+    views.push_back(Value(Object{{"path", file["path"]},
+                                 {"content", file["content"]},
+                                 {"version", file["version"]},
+                                 {"size", file["size"]}}));
+  }
+  return Value(std::move(views));
+}
+
 void RegisterChannels(Registrar& r) {
+  // What a channel serves: its version's frozen files (null when the channel has no version).
+  r.Query({.name = "stage:getChannelFiles", .args = R"({"appSid": "string", "channel": "string"})"},
+          [](QueryContext& ctx, const Value& args) -> Result {
+            const std::string& app_sid = args["appSid"].as_string();
+            if (absl::Status s = CheckChannel(args["channel"].as_string()); !s.ok()) return s;
+            absl::StatusOr<std::optional<Document>> channel =
+                FindChannel(ctx.db(), app_sid, args["channel"].as_string());
+            if (!channel.ok()) return channel.status();
+            if (!channel->has_value()) return Value(nullptr);
+            absl::StatusOr<Document> version =
+                FindVersion(ctx.db(), app_sid, (**channel)["appVersionSid"].as_string());
+            if (!version.ok()) return version.status();
+            return VersionFiles(ctx.db(), *version);
+          });
+  r.Query(
+      {.name = "stage:getVersionFiles", .args = R"({"appSid": "string", "versionSid": "string"})"},
+      [](QueryContext& ctx, const Value& args) -> Result {
+        absl::StatusOr<Document> version =
+            FindVersion(ctx.db(), args["appSid"].as_string(), args["versionSid"].as_string());
+        if (!version.ok()) return version.status();
+        return VersionFiles(ctx.db(), *version);
+      });
   r.Query({.name = "stage:getResolvedAppChannel",
            .args = R"({"appSid": "string", "channel": "string"})"},
           [](QueryContext& ctx, const Value& args) -> Result {
@@ -836,7 +923,7 @@ void RegisterChannels(Registrar& r) {
                // The session binding defaults to the version's session; git tracking to the
                // version's.
                absl::StatusOr<DocumentId> session = args["sessionId"].is_string()
-                                                        ? IdArg(args, "sessionId")
+                                                        ? SessionArg(ctx.db(), args)
                                                         : IdArg(version->ToValue(), "sessionId");
                if (!session.ok()) return session.status();
                auto pick = [&](std::string_view field) {
@@ -939,12 +1026,32 @@ void RegisterWorkflow(Registrar& r) {
               app_sid));
         }
         const Document& from = **preview;
+        absl::StatusOr<std::optional<Document>> production =
+            FindChannel(ctx.db(), app_sid, "production");
+        if (!production.ok()) return production.status();
+        if (production->has_value()) {
+          absl::StatusOr<Document> serving =
+              FindVersion(ctx.db(), app_sid, (**production)["appVersionSid"].as_string());
+          if (serving.ok() && (*serving)["fromVersionSid"] == from["appVersionSid"]) {
+            return absl::FailedPreconditionError(absl::StrFormat(
+                "table \"stage_app_channels\": production of app \"%s\" already serves preview's "
+                "version \"%s\"",
+                app_sid, from["appVersionSid"].as_string()));
+          }
+        }
+        absl::StatusOr<Document> promoted =
+            FindVersion(ctx.db(), app_sid, from["appVersionSid"].as_string());
+        if (!promoted.ok()) return promoted.status();
         absl::StatusOr<DocumentId> session = IdArg(from.ToValue(), "sessionId");
         if (!session.ok()) return session.status();
+        absl::StatusOr<DocumentId> frozen = IdArg(promoted->ToValue(), "snapshotId");
+        if (!frozen.ok()) return frozen.status();
+        // The promotion serves exactly the files the preview version froze.
         absl::StatusOr<std::string> version =
             CreateVersion(ctx.db(), {.app_sid = app_sid,
                                      .source = "promotion",
                                      .session = *session,
+                                     .snapshot = *frozen,
                                      .from_version = from["appVersionSid"],
                                      .branch = from["branch"],
                                      .commit_sha = from["commitSha"],
@@ -963,8 +1070,8 @@ void RegisterWorkflow(Registrar& r) {
         if (absl::Status s = ctx.db().Patch(app->id(), {{"updatedAt", NowMs()}}); !s.ok()) return s;
         return Value(Object{{"versionSid", *version}, {"fromVersionSid", from["appVersionSid"]}});
       });
-  // Rollback: production points at an earlier production version (one published or promoted
-  // before the current one), the latest such by default or `toVersionSid`.
+  // Rollback: production returns to the version it served before (its channel history), or
+  // further back to `toVersionSid`, which must be in that history.
   r.Mutation(
       {.name = "stage:rollback",
        .args = R"({"appSid": "string", "updatedByEmail": "string",
@@ -981,54 +1088,43 @@ void RegisterWorkflow(Registrar& r) {
           return absl::FailedPreconditionError(absl::StrFormat(
               "table \"stage_app_channels\": app \"%s\" has no production version", app_sid));
         }
-        absl::StatusOr<Document> current =
-            FindVersion(ctx.db(), app_sid, (**production)["appVersionSid"].as_string());
-        if (!current.ok()) return current.status();
-        std::optional<Document> target;
-        if (args["toVersionSid"].is_string()) {
-          absl::StatusOr<Document> chosen =
-              FindVersion(ctx.db(), app_sid, args["toVersionSid"].as_string());
-          if (!chosen.ok()) return chosen.status();
-          if (chosen->creation_time() >= current->creation_time()) {
-            return absl::FailedPreconditionError(absl::StrFormat(
-                "table \"stage_app_versions\": version \"%s\" is not earlier than production's "
-                "\"%s\" of app \"%s\"",
-                args["toVersionSid"].as_string(), (*current)["sid"].as_string(), app_sid));
-          }
-          target = *std::move(chosen);
-        } else {
-          absl::StatusOr<std::vector<Document>> versions =
-              ctx.db()
-                  .Table("stage_app_versions")
-                  .WithIndex("by_app", Eq("appSid", Value(app_sid)))
-                  .Collect();
-          if (!versions.ok()) return versions.status();
-          for (const Document& v : *versions) {  // oldest first
-            const std::string& source = v["source"].as_string();
-            if (v.creation_time() < current->creation_time() &&
-                (source == "publish" || source == "promotion")) {
-              target = v;
-            }
-          }
-          if (!target.has_value()) {
-            return absl::FailedPreconditionError(absl::StrFormat(
-                "table \"stage_app_versions\": app \"%s\" has no production version earlier than "
-                "\"%s\" to roll back to",
-                app_sid, (*current)["sid"].as_string()));
-          }
+        const Document& channel = **production;
+        Array history;
+        if (channel["previousVersionSids"].is_array()) {
+          history = channel["previousVersionSids"].as_array();
         }
+        auto target_it = history.end();
+        if (args["toVersionSid"].is_string()) {
+          target_it = std::find(history.begin(), history.end(), args["toVersionSid"]);
+          if (target_it == history.end()) {
+            return absl::FailedPreconditionError(absl::StrFormat(
+                "table \"stage_app_channels\": version \"%s\" is not one production of app "
+                "\"%s\" served before \"%s\"",
+                args["toVersionSid"].as_string(), app_sid, channel["appVersionSid"].as_string()));
+          }
+        } else if (history.empty()) {
+          return absl::FailedPreconditionError(absl::StrFormat(
+              "table \"stage_app_channels\": production of app \"%s\" has no version earlier "
+              "than \"%s\" to roll back to",
+              app_sid, channel["appVersionSid"].as_string()));
+        } else {
+          target_it = std::prev(history.end());
+        }
+        absl::StatusOr<Document> target = FindVersion(ctx.db(), app_sid, target_it->as_string());
+        if (!target.ok()) return target.status();
         absl::StatusOr<DocumentId> session = IdArg(target->ToValue(), "sessionId");
         if (!session.ok()) return session.status();
-        absl::StatusOr<DocumentId> channel =
+        // What production served after the target is rolled away from, not kept for later.
+        absl::StatusOr<DocumentId> updated =
             UpsertChannelIn(ctx.db(), {.app_sid = app_sid,
                                        .channel = "production",
                                        .version_sid = (*target)["sid"].as_string(),
                                        .session = *session,
                                        .branch = (*target)["branch"],
                                        .commit_sha = (*target)["commitSha"],
-                                       .oauth_scopes = (**production)["oauthScopes"],
-                                       .email = args["updatedByEmail"].as_string()});
-        if (!channel.ok()) return channel.status();
+                                       .email = args["updatedByEmail"].as_string(),
+                                       .history = Array(history.begin(), target_it)});
+        if (!updated.ok()) return updated.status();
         if (absl::Status s = ctx.db().Patch(app->id(), {{"updatedAt", NowMs()}}); !s.ok()) return s;
         return Value(Object{{"versionSid", (*target)["sid"]}});
       });
@@ -1052,7 +1148,8 @@ void RegisterRecordings(Registrar& r, const StageOptions& options) {
               absl::StrFormat("table \"stage_drive_recordings\" field \"%s\": %s", field, what));
         };
         const double size = args["sizeBytes"].as_float64();
-        if (!(size > 0) || size != static_cast<double>(static_cast<int64_t>(size))) {
+        // Whole, positive, and exact in a double (below 2^53) before it is cast.
+        if (!(size > 0 && size < 9007199254740992.0) || size != std::floor(size)) {
           return invalid("sizeBytes",
                          absl::StrFormat("%g is not a positive whole number of bytes", size));
         }
@@ -1075,9 +1172,9 @@ void RegisterRecordings(Registrar& r, const StageOptions& options) {
         absl::StatusOr<std::optional<Document>> file = ctx.db().Get(*storage);
         if (!file.ok()) return file.status();
         if (!file->has_value() || (**file)["state"].as_string() != "ready") {
-          return invalid(
-              "storageId",
-              absl::StrFormat("no stored file \"%s\" (store the bytes first)", storage->text()));
+          return invalid("storageId",
+                         absl::StrFormat("no complete stored file \"%s\" (store the bytes first)",
+                                         storage->text()));
         }
         if (static_cast<double>((**file)["size"].as_int64()) != size) {
           return invalid("sizeBytes",
@@ -1181,6 +1278,23 @@ void RegisterRecordings(Registrar& r, const StageOptions& options) {
 }  // namespace
 
 absl::Status RegisterFunctions(Database& db, StageOptions options) {
+  // Refused up front rather than as "unknown table" from the first call.
+  absl::Status tables = db.Query([](Reader& reader) -> absl::Status {
+    for (std::string_view table : {"stage_sessions", "stage_files", "stage_app_channels",
+                                   "stage_app_versions", "stage_drive_recordings"}) {
+      if (absl::StatusOr<std::optional<Document>> probe = reader.Table(table).First();
+          !probe.ok()) {
+        return probe.status();
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!tables.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("stage::RegisterFunctions: the database lacks Stage's tables (open it with "
+                        "stage::SchemaJson()'s tables): %s",
+                        tables.message()));
+  }
   Registrar r(db);
   RegisterSessions(r);
   RegisterFiles(r);
