@@ -1,0 +1,804 @@
+// The collaboration application (stagedb/apps/collab.h): identifiers and tokens, invites, the
+// message sequence, optimistic note locking, files, presence TTL, the activity log written with
+// every mutation (and not by a failed one), soft delete, ratings, the status machine, private
+// listings, templates, webhooks, compute credits, and live queries firing on the writes that
+// change them and only those. Written against the public API only.
+#include "stagedb/apps/collab.h"
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <memory>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "stagedb/secrets.h"
+#include "stagedb/stagedb.h"
+#include "test_matchers.h"
+#include "test_util.h"
+
+namespace {
+
+using namespace stagedb;
+using stagedb::testing::OpenOrFail;
+using stagedb::testing::TempDir;
+using Code = absl::StatusCode;
+
+struct Collab {
+  TempDir dir;
+  std::unique_ptr<Database> db;
+  // The functions' clock runs this far ahead of the real one.
+  std::shared_ptr<std::atomic<int64_t>> clock_offset_ms = std::make_shared<std::atomic<int64_t>>(0);
+  std::mutex mu;
+  std::vector<collab::WebhookDelivery> deliveries;  // guarded by mu
+
+  Collab() {
+    db = OpenOrFail({.path = dir.Sub("db"),
+                     .schema_json = std::string(collab::SchemaJson()),
+                     .durability = Durability::kNoSync,
+                     .ttl_sweep_interval = absl::ZeroDuration()});
+    collab::CollabOptions options;
+    options.now = [offset = clock_offset_ms] {
+      return absl::Now() + absl::Milliseconds(offset->load());
+    };
+    options.send_webhook = [this](const collab::WebhookDelivery& d) {
+      std::lock_guard<std::mutex> lock(mu);
+      deliveries.push_back(d);
+      return absl::OkStatus();
+    };
+    REQUIRE_OK(collab::RegisterFunctions(*db, std::move(options)));
+  }
+  Value Call(std::string_view name, Object args, const Auth& auth = Auth::Anonymous()) {
+    absl::StatusOr<Value> result = db->Call(name, Value(std::move(args)), auth);
+    INFO(name << ": " << result.status().ToString());
+    REQUIRE(result.ok());
+    return *std::move(result);
+  }
+  absl::StatusOr<Value> Try(std::string_view name, Object args,
+                            const Auth& auth = Auth::Anonymous()) {
+    return db->Call(name, Value(std::move(args)), auth);
+  }
+  // The activity rows of every session and of none, counted by a direct query.
+  size_t ActivityCount() {
+    absl::StatusOr<size_t> n = db->Query([](Reader& r) -> absl::StatusOr<size_t> {
+      absl::StatusOr<std::vector<Document>> rows = r.Table("collab_activity").Collect();
+      if (!rows.ok()) return rows.status();
+      return rows->size();
+    });
+    REQUIRE(n.ok());
+    return *n;
+  }
+  size_t DeliveryCount() {
+    std::lock_guard<std::mutex> lock(mu);
+    return deliveries.size();
+  }
+};
+
+// A session with both agents joined: sid and the three tokens.
+struct Session {
+  std::string sid, a, b, observer;
+  Object As(const std::string& token) const { return {{"sessionId", sid}, {"token", token}}; }
+  Object As(const std::string& token, Object more) const {
+    Object args = As(token);
+    for (auto& [k, v] : more) args[k] = v;
+    return args;
+  }
+};
+
+Session NewSession(Collab& c, Object extra = {}, bool join = true) {
+  Object args{{"name", "pairing"}, {"agentId", "agent-alpha"}};
+  for (auto& [k, v] : extra) args[k] = v;
+  Value created = c.Call("collab:createSession", std::move(args));
+  Session s{created["sessionId"].as_string(), created["agentToken"].as_string(), "",
+            created["observerToken"].as_string()};
+  if (join) {
+    s.b = c.Call("collab:joinSession",
+                 {{"inviteCode", created["inviteCode"]}, {"agentId", "agent-beta"}})["agentToken"]
+              .as_string();
+  }
+  return s;
+}
+
+// Polls `pred` for up to 30 s (the machine is shared and loaded).
+template <typename Pred>
+bool Eventually(Pred pred) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    if (pred()) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return pred();
+}
+
+TEST_CASE("sessions: sid, tokens shown once and stored hashed, invite codes") {
+  Collab c;
+  Value created = c.Call("collab:createSession", {{"name", "pairing"}, {"agentId", "alpha"}});
+  const std::string sid = created["sessionId"].as_string();
+  const std::string token = created["agentToken"].as_string();
+  const std::string observer = created["observerToken"].as_string();
+  CHECK(std::regex_match(sid, std::regex("ses_[0-9a-z]{20}")));
+  CHECK(token.starts_with("agt_"));
+  CHECK(observer.starts_with("obs_"));
+  CHECK(
+      std::regex_match(created["inviteCode"].as_string(), std::regex("[A-Z]+-[A-Z]+-[1-9][0-9]")));
+  CHECK(created["inviteExpiresAt"].as_float64() > 0);
+
+  // The row holds hashes, never the tokens.
+  absl::StatusOr<Document> row = c.db->Query([&](Reader& r) -> absl::StatusOr<Document> {
+    absl::StatusOr<std::optional<Document>> d =
+        r.Table("collab_sessions").WithIndex("by_sid", Eq("sid", Value(sid))).First();
+    if (!d.ok()) return d.status();
+    return **d;
+  });
+  REQUIRE(row.ok());
+  CHECK((*row)["agentAToken"] == Value(HashToken(token).sha256_hex));
+  CHECK((*row)["observerToken"] == Value(HashToken(observer).sha256_hex));
+  CHECK((*row)["status"] == Value("waiting"));
+  CHECK((*row)["messageCount"] == Value::Int64(0));
+  CHECK(row->ToJson().find(token) == std::string::npos);
+
+  Value view = c.Call("collab:getSession", {{"sessionId", sid}, {"token", token}});
+  CHECK(view["role"] == Value("agent_a"));
+  CHECK(view["inviteCode"] == created["inviteCode"]);
+  CHECK(view["agentAToken"].is_undefined());
+  CHECK(c.Call("collab:getSession", {{"sessionId", sid}, {"token", observer}})["role"] ==
+        Value("observer"));
+  CHECK(c.Call("collab:getSession", {{"sessionId", sid}, {"token", observer}})["inviteCode"]
+            .is_undefined());
+  CHECK_ERROR(c.Try("collab:getSession", {{"sessionId", sid}, {"token", "agt_wrong"}}),
+              Code::kPermissionDenied, sid, "token");
+  CHECK_ERROR(c.Try("collab:getSession", {{"sessionId", "ses_nope"}, {"token", token}}),
+              Code::kNotFound, "collab_sessions", "ses_nope");
+  CHECK_ERROR(c.Try("collab:createSession", {{"name", ""}, {"agentId", "alpha"}}),
+              Code::kInvalidArgument, "collab_sessions", "name");
+  CHECK_ERROR(c.Try("collab:createSession", {{"name", "x"}, {"agentId", "a"}, {"mode", "batch"}}),
+              Code::kInvalidArgument, "mode");
+
+  // Invite codes: word-word-number, and different each time.
+  std::set<std::string> codes;
+  for (int i = 0; i < 50; ++i) {
+    absl::StatusOr<std::string> code = collab::NewInviteCode();
+    REQUIRE(code.ok());
+    CHECK(std::regex_match(*code, std::regex("[A-Z]+-[A-Z]+-[1-9][0-9]")));
+    codes.insert(*code);
+  }
+  CHECK(codes.size() > 40);
+}
+
+TEST_CASE("joining: agent B with the invite; wrong, used and expired codes are refused") {
+  Collab c;
+  Value created = c.Call("collab:createSession", {{"name", "pairing"}, {"agentId", "alpha"}});
+  const std::string sid = created["sessionId"].as_string();
+  const std::string code = created["inviteCode"].as_string();
+
+  CHECK_ERROR(c.Try("collab:joinSession", {{"inviteCode", "NOPE-NOPE-11"}, {"agentId", "beta"}}),
+              Code::kPermissionDenied, "NOPE-NOPE-11");
+  CHECK_ERROR(c.Try("collab:joinSession",
+                    {{"inviteCode", "NOPE-NOPE-11"}, {"agentId", "beta"}, {"sessionId", sid}}),
+              Code::kPermissionDenied, sid, "wrong invite code");
+  CHECK_ERROR(c.Try("collab:joinSession", {{"inviteCode", code}, {"agentId", "alpha"}}),
+              Code::kInvalidArgument, "alpha");
+
+  // Case does not matter: codes are read aloud.
+  std::string lower = code;
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  Value joined = c.Call("collab:joinSession", {{"inviteCode", lower}, {"agentId", "beta"}});
+  CHECK(joined["sessionId"] == Value(sid));
+  CHECK(joined["role"] == Value("agent_b"));
+  const std::string b = joined["agentToken"].as_string();
+  CHECK(b.starts_with("agt_"));
+  Value view = c.Call("collab:getSession", {{"sessionId", sid}, {"token", b}});
+  CHECK(view["role"] == Value("agent_b"));
+  CHECK(view["agentBId"] == Value("beta"));
+  CHECK(view["status"] == Value("active"));  // joining starts the session
+
+  CHECK_ERROR(c.Try("collab:joinSession", {{"inviteCode", code}, {"agentId", "gamma"}}),
+              Code::kFailedPrecondition, sid, "already used", "beta");
+
+  // An invite past inviteExpiresAt.
+  Value late = c.Call("collab:createSession", {{"name", "late"}, {"agentId", "alpha"}});
+  *c.clock_offset_ms = 25 * 3600 * 1000;  // the default invite_ttl is 24 h
+  const size_t activity = c.ActivityCount();
+  CHECK_ERROR(
+      c.Try("collab:joinSession", {{"inviteCode", late["inviteCode"]}, {"agentId", "beta"}}),
+      Code::kFailedPrecondition, late["sessionId"].as_string(), "expired");
+  CHECK(c.ActivityCount() == activity);
+}
+
+TEST_CASE("messages: seq counts up per session, gapless, with the author's role") {
+  Collab c;
+  Session s = NewSession(c);
+  Session t = NewSession(c);
+  CHECK(c.Call("collab:sendMessage", s.As(s.a, {{"content", "hi"}})) == Value::Int64(1));
+  CHECK(c.Call("collab:sendMessage", s.As(s.b, {{"content", "hello"}, {"msgType", "handoff"}})) ==
+        Value::Int64(2));
+  CHECK(c.Call("collab:sendMessage", t.As(t.a, {{"content", "other"}})) == Value::Int64(1));
+  CHECK(c.Call("collab:sendMessage", s.As(s.observer, {{"content", "watching"}})) ==
+        Value::Int64(3));
+
+  Value messages = c.Call("collab:listMessages", s.As(s.observer));
+  REQUIRE(messages.as_array().size() == 3);
+  CHECK(messages.as_array()[0]["authorRole"] == Value("agent_a"));
+  CHECK(messages.as_array()[0]["authorAgentId"] == Value("agent-alpha"));
+  CHECK(messages.as_array()[0]["msgType"] == Value("chat"));
+  CHECK(messages.as_array()[1]["authorRole"] == Value("agent_b"));
+  CHECK(messages.as_array()[1]["msgType"] == Value("handoff"));
+  CHECK(messages.as_array()[2]["authorRole"] == Value("observer"));
+  Value after = c.Call("collab:listMessages", s.As(s.a, {{"afterSeq", Value::Int64(2)}}));
+  REQUIRE(after.as_array().size() == 1);
+  CHECK(after.as_array()[0]["seq"] == Value::Int64(3));
+
+  CHECK_ERROR(c.Try("collab:sendMessage", s.As(s.a, {{"content", ""}})), Code::kInvalidArgument,
+              "collab_messages", "content");
+  CHECK_ERROR(c.Try("collab:sendMessage", s.As(s.a, {{"content", "x"}, {"msgType", "system"}})),
+              Code::kInvalidArgument, "msgType");
+  // The session's counter and the unique (sessionId, seq) index agree.
+  CHECK(c.Call("collab:getSession", s.As(s.a))["messageCount"] == Value::Int64(3));
+
+  // Concurrent senders still get distinct, gapless numbers.
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      for (int j = 0; j < 10; ++j) {
+        if (!c.db->Call("collab:sendMessage",
+                        Value(s.As(i % 2 ? s.a : s.b, {{"content", "burst"}})))
+                 .ok()) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  CHECK(failures == 0);
+  messages = c.Call("collab:listMessages", s.As(s.a));
+  REQUIRE(messages.as_array().size() == 43);
+  for (size_t i = 0; i < 43; ++i) CHECK(messages.as_array()[i]["seq"] == Value::Int64(i + 1));
+}
+
+TEST_CASE("notes: optimistic locking refuses a stale version and writes nothing") {
+  Collab c;
+  Session s = NewSession(c);
+  Value note = c.Call("collab:createNote", s.As(s.a, {{"title", "Plan"}, {"content", "v1"}}));
+  CHECK(c.Call("collab:updateNote", s.As(s.b, {{"noteId", note},
+                                               {"expectedVersion", Value::Int64(1)},
+                                               {"content", "v2 by beta"}})) == Value::Int64(2));
+  const size_t activity = c.ActivityCount();
+  CHECK_ERROR(c.Try("collab:updateNote", s.As(s.a, {{"noteId", note},
+                                                    {"expectedVersion", Value::Int64(1)},
+                                                    {"content", "v2 by alpha"}})),
+              Code::kFailedPrecondition, "collab_notes", note.as_string(), "stale version 1",
+              "current 2");
+  CHECK(c.ActivityCount() == activity);
+  Value notes = c.Call("collab:listNotes", s.As(s.observer));
+  REQUIRE(notes.as_array().size() == 1);
+  CHECK(notes.as_array()[0]["content"] == Value("v2 by beta"));
+  CHECK(notes.as_array()[0]["version"] == Value::Int64(2));
+  CHECK(notes.as_array()[0]["lastEditor"] == Value("agent-beta"));
+  CHECK(notes.as_array()[0]["title"] == Value("Plan"));
+
+  // Observers read notes but do not edit them; a note of another session is not found.
+  CHECK_ERROR(c.Try("collab:createNote", s.As(s.observer, {{"title", "x"}, {"content", ""}})),
+              Code::kPermissionDenied, "observer", "edit notes");
+  Session t = NewSession(c);
+  CHECK_ERROR(c.Try("collab:updateNote", t.As(t.a, {{"noteId", note},
+                                                    {"expectedVersion", Value::Int64(2)},
+                                                    {"content", "hijack"}})),
+              Code::kNotFound, "collab_notes", t.sid);
+  CHECK_ERROR(c.Try("collab:createNote", s.As(s.a, {{"title", ""}, {"content", ""}})),
+              Code::kInvalidArgument, "collab_notes", "title");
+}
+
+TEST_CASE("files: unique path per session, SHA-256 content hash") {
+  Collab c;
+  Session s = NewSession(c);
+  Session t = NewSession(c);
+  Value w = c.Call("collab:writeFile", s.As(s.a, {{"path", "src/main.py"}, {"content", "abc"}}));
+  // SHA-256("abc"), the FIPS 180-2 test vector.
+  CHECK(w["contentHash"] ==
+        Value("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+  CHECK(w["created"] == Value(true));
+  w = c.Call("collab:writeFile", s.As(s.b, {{"path", "src/main.py"}, {"content", "abcd"}}));
+  CHECK(w["created"] == Value(false));
+  c.Call("collab:writeFile", t.As(t.a, {{"path", "src/main.py"}, {"content", "other"}}));
+  Value files = c.Call("collab:listFiles", s.As(s.observer));
+  REQUIRE(files.as_array().size() == 1);
+  CHECK(files.as_array()[0]["contentHash"] == Value(HashToken("abcd").sha256_hex));
+  CHECK(c.Call("collab:readFile", s.As(s.a, {{"path", "src/main.py"}}))["content"] ==
+        Value("abcd"));
+  CHECK(c.Call("collab:readFile", s.As(s.a, {{"path", "nope"}})).is_null());
+  CHECK_ERROR(
+      c.Try("collab:writeFile", s.As(s.a, {{"path", std::string(401, 'p')}, {"content", ""}})),
+      Code::kInvalidArgument, "collab_files", "path", "over 400");
+  CHECK_ERROR(c.Try("collab:writeFile", s.As(s.observer, {{"path", "x"}, {"content", ""}})),
+              Code::kPermissionDenied, "observer");
+  // The unique index backs the rule: a second row for the path is refused.
+  absl::Status dup = c.db->Mutate([&](Transaction& tx) -> absl::Status {
+    absl::StatusOr<std::vector<Document>> rows = tx.Table("collab_files").Collect();
+    if (!rows.ok()) return rows.status();
+    Object copy = rows->front().fields();
+    copy.erase("_id");
+    copy.erase("_creationTime");
+    return tx.Insert("collab_files", copy).status();
+  });
+  CHECK(dup.code() == Code::kAlreadyExists);
+}
+
+TEST_CASE("presence: heartbeat upserts status and activity; rows expire after the TTL") {
+  Collab c;
+  Session s = NewSession(c);
+  c.Call("collab:heartbeat", s.As(s.a, {{"status", "working"}, {"currentActivity", "tests"}}));
+  c.Call("collab:heartbeat", s.As(s.a, {{"status", "idle"}}));
+  Value presence = c.Call("collab:listPresence", s.As(s.b));
+  REQUIRE(presence.as_array().size() == 1);
+  CHECK(presence.as_array()[0]["agentId"] == Value("agent-alpha"));
+  CHECK(presence.as_array()[0]["status"] == Value("idle"));
+  CHECK(presence.as_array()[0]["currentActivity"].is_undefined());
+  CHECK_ERROR(c.Try("collab:heartbeat", s.As(s.a, {{"status", "away"}})), Code::kInvalidArgument,
+              "status");
+
+  // Beta's last heartbeat is 200 s old: the sweep removes it, alpha's stays.
+  *c.clock_offset_ms = -200'000;
+  c.Call("collab:heartbeat", s.As(s.b, {{"status", "online"}}));
+  *c.clock_offset_ms = 0;
+  CHECK(c.Call("collab:listPresence", s.As(s.b)).as_array().size() == 2);
+  absl::StatusOr<size_t> swept = c.db->SweepExpired();
+  REQUIRE(swept.ok());
+  CHECK(*swept == 1);
+  presence = c.Call("collab:listPresence", s.As(s.b));
+  REQUIRE(presence.as_array().size() == 1);
+  CHECK(presence.as_array()[0]["agentId"] == Value("agent-alpha"));
+}
+
+TEST_CASE("activity: every mutation appends a row in its transaction; a failed one none") {
+  Collab c;
+  Session s = NewSession(c);
+  c.Call("collab:sendMessage", s.As(s.a, {{"content", "hi"}}));
+  Value note = c.Call("collab:createNote", s.As(s.a, {{"title", "T"}, {"content", ""}}));
+  c.Call("collab:updateNote",
+         s.As(s.b, {{"noteId", note}, {"expectedVersion", Value::Int64(1)}, {"content", "x"}}));
+  c.Call("collab:writeFile", s.As(s.b, {{"path", "a"}, {"content", "x"}}));
+  c.Call("collab:heartbeat", s.As(s.a, {{"status", "online"}}));
+  c.Call("collab:setStatus", s.As(s.a, {{"status", "paused"}}));
+  c.Call("collab:addComputeCredits", s.As(s.a, {{"credits", Value::Int64(5)}}));
+  c.Call("collab:submitComputeJob",
+         s.As(s.b, {{"cost", Value::Int64(2)}, {"description", "lint"}}));
+  c.Call("collab:rateAgent",
+         s.As(s.a, {{"ratedAgentId", "agent-beta"}, {"rating", Value::Int64(4)}}));
+
+  Value rows = c.Call("collab:listActivity", s.As(s.observer));
+  std::vector<std::string> actions;
+  for (const Value& row : rows.as_array()) actions.push_back(row["action"].as_string());
+  CHECK(actions == std::vector<std::string>{
+                       "session.created", "session.joined", "message.created", "note.created",
+                       "note.updated", "file.written", "presence.updated", "session.status_changed",
+                       "compute.credited", "compute.job_submitted", "agent.rated"});
+  CHECK(rows.as_array()[1]["actor"] == Value("agent-beta"));
+  CHECK(rows.as_array()[7]["details"]["to"] == Value("paused"));
+
+  // Host-level operations are logged too, without a session.
+  const size_t before = c.ActivityCount();
+  c.Call("collab:createWorkspace", {{"name", "Lab"}, {"slug", "lab"}});
+  c.Call("collab:upsertAgentProfile", {{"agentId", "agent-alpha"}, {"name", "Alpha"}});
+  CHECK(c.ActivityCount() == before + 2);
+
+  // Each failed mutation leaves no row (nor any other write).
+  const size_t failed_before = c.ActivityCount();
+  CHECK_FALSE(c.Try("collab:setStatus", s.As(s.a, {{"status", "waiting"}})).ok());
+  CHECK_FALSE(c.Try("collab:submitComputeJob",
+                    s.As(s.a, {{"cost", Value::Int64(99)}, {"description", "big"}}))
+                  .ok());
+  CHECK_FALSE(c.Try("collab:createWorkspace", {{"name", "Lab 2"}, {"slug", "lab"}}).ok());
+  CHECK_FALSE(c.Try("collab:sendMessage", s.As("agt_forged", {{"content", "x"}})).ok());
+  CHECK(c.ActivityCount() == failed_before);
+  CHECK(c.Call("collab:getSession", s.As(s.a))["messageCount"] == Value::Int64(2));
+}
+
+TEST_CASE("status: waiting -> active <-> paused -> completed; anything else is refused") {
+  Collab c;
+  Session s = NewSession(c, {}, /*join=*/false);
+  CHECK_ERROR(c.Try("collab:setStatus", s.As(s.a, {{"status", "paused"}})),
+              Code::kFailedPrecondition, "collab_sessions", s.sid, "from \"waiting\"",
+              "to \"paused\"");
+  CHECK(c.Call("collab:setStatus", s.As(s.a, {{"status", "active"}})) == Value("active"));
+  CHECK_ERROR(c.Try("collab:setStatus", s.As(s.a, {{"status", "waiting"}})),
+              Code::kFailedPrecondition, "from \"active\"", "to \"waiting\"");
+  CHECK_ERROR(c.Try("collab:setStatus", s.As(s.a, {{"status", "active"}})),
+              Code::kFailedPrecondition, "from \"active\"", "to \"active\"");
+  c.Call("collab:setStatus", s.As(s.a, {{"status", "paused"}}));
+  c.Call("collab:setStatus", s.As(s.a, {{"status", "active"}}));
+  c.Call("collab:setStatus", s.As(s.a, {{"status", "paused"}}));
+  CHECK_ERROR(c.Try("collab:setStatus", s.As(s.observer, {{"status", "active"}})),
+              Code::kPermissionDenied, "observer");
+  c.Call("collab:setStatus", s.As(s.a, {{"status", "completed"}}));
+  CHECK_ERROR(c.Try("collab:setStatus", s.As(s.a, {{"status", "active"}})),
+              Code::kFailedPrecondition, "from \"completed\"", "to \"active\"", "none");
+  // Each change is in the transcript as a system status message.
+  Value messages = c.Call("collab:listMessages", s.As(s.a));
+  REQUIRE(messages.as_array().size() == 5);
+  CHECK(messages.as_array()[4]["authorRole"] == Value("system"));
+  CHECK(messages.as_array()[4]["msgType"] == Value("status"));
+  CHECK(messages.as_array()[4]["metadata"]["to"] == Value("completed"));
+  // A completed session is read-only.
+  CHECK_ERROR(c.Try("collab:sendMessage", s.As(s.a, {{"content", "late"}})),
+              Code::kFailedPrecondition, s.sid, "completed");
+  CHECK_ERROR(c.Try("collab:writeFile", s.As(s.a, {{"path", "a"}, {"content", ""}})),
+              Code::kFailedPrecondition, "completed");
+
+  // Completed straight from active, too.
+  Session t = NewSession(c);
+  CHECK(c.Call("collab:setStatus", t.As(t.b, {{"status", "completed"}})) == Value("completed"));
+}
+
+TEST_CASE("deleting a session is soft: rows stay, reads and listings skip it") {
+  Collab c;
+  Session s = NewSession(c);
+  c.Call("collab:sendMessage", s.As(s.a, {{"content", "keep me"}}));
+  CHECK_ERROR(c.Try("collab:deleteSession", s.As(s.b)), Code::kPermissionDenied, "agent_b");
+  CHECK(c.Call("collab:listPublicSessions", {}).as_array().size() == 1);
+  c.Call("collab:deleteSession", s.As(s.a));
+  CHECK_ERROR(c.Try("collab:getSession", s.As(s.a)), Code::kNotFound, s.sid);
+  CHECK_ERROR(c.Try("collab:listMessages", s.As(s.a)), Code::kNotFound, s.sid);
+  CHECK_ERROR(c.Try("collab:sendMessage", s.As(s.a, {{"content", "x"}})), Code::kNotFound, s.sid);
+  CHECK(c.Call("collab:listPublicSessions", {}).as_array().empty());
+  // Still stored: the session (marked) and its messages and activity.
+  absl::StatusOr<std::pair<size_t, size_t>> kept =
+      c.db->Query([&](Reader& r) -> absl::StatusOr<std::pair<size_t, size_t>> {
+        absl::StatusOr<std::vector<Document>> sessions =
+            r.Table("collab_sessions").IncludeDeleted().Collect();
+        absl::StatusOr<std::vector<Document>> messages = r.Table("collab_messages").Collect();
+        if (!sessions.ok()) return sessions.status();
+        if (!messages.ok()) return messages.status();
+        if (sessions->size() != 1 || !(*sessions)[0]["deletedAt"].is_float64()) {
+          return absl::InternalError("the session row is not kept marked");
+        }
+        return std::make_pair(sessions->size(), messages->size());
+      });
+  REQUIRE(kept.ok());
+  CHECK(kept->second == 1);
+}
+
+TEST_CASE("listings: private sessions never appear; workspaces filter") {
+  Collab c;
+  Value ws = c.Call("collab:createWorkspace", {{"name", "Lab"}, {"slug", "lab"}});
+  NewSession(c, {{"name", "open"}});
+  NewSession(c, {{"name", "secret"}, {"isPrivate", true}});
+  NewSession(c, {{"name", "lab open"}, {"workspaceId", ws}});
+  NewSession(c, {{"name", "lab secret"}, {"workspaceId", ws}, {"isPrivate", true}});
+  std::vector<std::string> names;
+  const Value listed = c.Call("collab:listPublicSessions", {});
+  for (const Value& s : listed.as_array()) {
+    names.push_back(s["name"].as_string());
+    CHECK(s["inviteCode"].is_undefined());
+    CHECK(s["agentAToken"].is_undefined());
+  }
+  CHECK(names == std::vector<std::string>{"lab open", "open"});  // newest first
+  Value lab = c.Call("collab:listPublicSessions", {{"workspaceId", ws}});
+  REQUIRE(lab.as_array().size() == 1);
+  CHECK(lab.as_array()[0]["name"] == Value("lab open"));
+  CHECK(c.Call("collab:listWorkspaces", {}).as_array().size() == 1);
+  CHECK_ERROR(c.Try("collab:createWorkspace", {{"name", "Lab"}, {"slug", "lab"}}),
+              Code::kAlreadyExists, "by_slug");
+  // A workspace id that names no workspace.
+  Value gone = c.Call("collab:createWorkspace", {{"name", "Tmp"}, {"slug", "tmp"}});
+  REQUIRE_OK(c.db->Mutate(
+      [&](Transaction& tx) { return tx.Delete(*DocumentId::Parse(gone.as_string())); }));
+  CHECK_ERROR(
+      c.Try("collab:createSession", {{"name", "x"}, {"agentId", "a"}, {"workspaceId", gone}}),
+      Code::kNotFound, "collab_workspaces", gone.as_string());
+}
+
+TEST_CASE("ratings: 1 to 5, once per session, aggregates kept on the profile") {
+  Collab c;
+  Session s = NewSession(c);
+  Session t = NewSession(c);
+  c.Call(
+      "collab:upsertAgentProfile",
+      {{"agentId", "agent-beta"}, {"name", "Beta"}, {"capabilities", Array{"python", "review"}}});
+  for (int64_t bad : {0, 6, -1}) {
+    CHECK_ERROR(c.Try("collab:rateAgent",
+                      s.As(s.a, {{"ratedAgentId", "agent-beta"}, {"rating", Value::Int64(bad)}})),
+                Code::kInvalidArgument, "collab_agentRatings", "rating", "between 1 and 5");
+  }
+  CHECK_ERROR(
+      c.Try("collab:rateAgent", s.As(s.a, {{"ratedAgentId", "agent-beta"}, {"rating", 4.5}})),
+      Code::kInvalidArgument, "rating");
+  CHECK_ERROR(c.Try("collab:rateAgent",
+                    s.As(s.a, {{"ratedAgentId", "agent-alpha"}, {"rating", Value::Int64(5)}})),
+              Code::kInvalidArgument, "ratedAgentId", "not the other agent");
+  CHECK_ERROR(c.Try("collab:rateAgent", s.As(s.observer, {{"ratedAgentId", "agent-beta"},
+                                                          {"rating", Value::Int64(5)}})),
+              Code::kPermissionDenied, "observer");
+  c.Call("collab:rateAgent",
+         s.As(s.a,
+              {{"ratedAgentId", "agent-beta"}, {"rating", Value::Int64(5)}, {"review", "sharp"}}));
+  CHECK_ERROR(c.Try("collab:rateAgent",
+                    s.As(s.a, {{"ratedAgentId", "agent-beta"}, {"rating", Value::Int64(1)}})),
+              Code::kAlreadyExists);
+  c.Call("collab:rateAgent",
+         t.As(t.a, {{"ratedAgentId", "agent-beta"}, {"rating", Value::Int64(2)}}));
+  Value profile = c.Call("collab:getAgentProfile", {{"agentId", "agent-beta"}});
+  CHECK(profile["name"] == Value("Beta"));
+  CHECK(profile["ratingCount"] == Value::Int64(2));
+  CHECK(profile["ratingSum"] == Value::Int64(7));
+  CHECK(profile["ratingAverage"] == Value(3.5));
+  CHECK(profile["capabilities"] == Value(Array{"python", "review"}));
+  // Rating an agent without a profile creates one with the aggregates.
+  c.Call("collab:rateAgent",
+         s.As(s.b, {{"ratedAgentId", "agent-alpha"}, {"rating", Value::Int64(3)}}));
+  profile = c.Call("collab:getAgentProfile", {{"agentId", "agent-alpha"}});
+  CHECK(profile["ratingCount"] == Value::Int64(1));
+  CHECK(profile["ratingAverage"] == Value(3.0));
+  CHECK(c.Call("collab:listAgentRatings", {{"agentId", "agent-beta"}}).as_array().size() == 2);
+  CHECK(c.Call("collab:getAgentProfile", {{"agentId", "nobody"}}).is_null());
+}
+
+TEST_CASE("templates: a session from a template gets its seed notes") {
+  Collab c;
+  Value tpl = c.Call("collab:createTemplate",
+                     {{"name", "Code review"},
+                      {"seedNotes", Array{Object{{"title", "Scope"}, {"content", "what to review"}},
+                                          Object{{"title", "Findings"}, {"content", ""}}}}});
+  CHECK_ERROR(c.Try("collab:createTemplate", {{"name", "Code review"}, {"seedNotes", Array{}}}),
+              Code::kAlreadyExists, "by_name");
+  Session s = NewSession(c, {{"templateId", tpl}});
+  Value notes = c.Call("collab:listNotes", s.As(s.b));
+  REQUIRE(notes.as_array().size() == 2);
+  CHECK(notes.as_array()[0]["title"] == Value("Scope"));
+  CHECK(notes.as_array()[0]["content"] == Value("what to review"));
+  CHECK(notes.as_array()[0]["version"] == Value::Int64(1));
+  CHECK(c.Call("collab:getSession", s.As(s.a))["templateId"] == tpl);
+  // Another session's notes are its own copies.
+  Session t = NewSession(c, {{"templateId", tpl}});
+  c.Call("collab:updateNote",
+         t.As(t.a, {{"noteId", c.Call("collab:listNotes", t.As(t.a)).as_array()[0]["_id"]},
+                    {"expectedVersion", Value::Int64(1)},
+                    {"content", "changed"}}));
+  CHECK(c.Call("collab:listNotes", s.As(s.a)).as_array()[0]["content"] == Value("what to review"));
+  CHECK(c.Call("collab:listTemplates", {}).as_array().size() == 1);
+}
+
+TEST_CASE("compute: credits never go below zero") {
+  Collab c;
+  Session s = NewSession(c);
+  c.Call("collab:addComputeCredits", s.As(s.a, {{"credits", Value::Int64(10)}}));
+  Value job = c.Call("collab:submitComputeJob",
+                     s.As(s.b, {{"cost", Value::Int64(7)}, {"description", "build"}}));
+  CHECK(job["balance"] == Value::Int64(3));
+  Value pool = c.Call("collab:getComputePool", s.As(s.observer));
+  CHECK_ERROR(c.Try("collab:submitComputeJob",
+                    s.As(s.a, {{"cost", Value::Int64(4)}, {"description", "test"}})),
+              Code::kFailedPrecondition, "collab_computePools", pool["poolId"].as_string(),
+              "balance 3", "cost 4");
+  CHECK(c.Call("collab:submitComputeJob",
+               s.As(s.a, {{"cost", Value::Int64(3)}, {"description", "test"}}))["balance"] ==
+        Value::Int64(0));
+  pool = c.Call("collab:getComputePool", s.As(s.observer));
+  CHECK(pool["balance"] == Value::Int64(0));
+  CHECK(pool["jobs"].as_array().size() == 2);
+  CHECK_ERROR(c.Try("collab:submitComputeJob",
+                    s.As(s.a, {{"cost", Value::Int64(0)}, {"description", "free"}})),
+              Code::kInvalidArgument, "cost", "not positive");
+  CHECK_ERROR(c.Try("collab:addComputeCredits", s.As(s.a, {{"credits", Value::Int64(-5)}})),
+              Code::kInvalidArgument, "credits");
+  CHECK_ERROR(c.Try("collab:addComputeCredits", s.As(s.observer, {{"credits", Value::Int64(5)}})),
+              Code::kPermissionDenied, "observer");
+
+  // Concurrent jobs cannot overdraw together either.
+  Session t = NewSession(c);
+  c.Call("collab:addComputeCredits", t.As(t.a, {{"credits", Value::Int64(5)}}));
+  std::atomic<int> accepted{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      for (int j = 0; j < 3; ++j) {
+        if (c.db->Call("collab:submitComputeJob",
+                       Value(t.As(t.a, {{"cost", Value::Int64(1)}, {"description", "x"}})))
+                .ok()) {
+          ++accepted;
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  CHECK(accepted == 5);
+  CHECK(c.Call("collab:getComputePool", t.As(t.a))["balance"] == Value::Int64(0));
+}
+
+TEST_CASE("webhooks: matching events are delivered, signed with the secret") {
+  Collab c;
+  const Auth admin = Auth::Admin();
+  CHECK_ERROR(c.Try("collab:registerWebhook",
+                    {{"url", "https://example.com/hook"}, {"events", Array{"*"}}}),
+              Code::kPermissionDenied, "admin");
+  CHECK_ERROR(c.Try("collab:registerWebhook", {{"url", "ftp://x"}, {"events", Array{"*"}}}, admin),
+              Code::kInvalidArgument, "collab_webhooks", "url", "ftp://x");
+  CHECK_ERROR(c.Try("collab:registerWebhook", {{"url", "https://x"}, {"events", Array{}}}, admin),
+              Code::kInvalidArgument, "events");
+  Value messages_hook = c.Call(
+      "collab:registerWebhook",
+      {{"url", "https://example.com/messages"}, {"events", Array{"message.created"}}}, admin);
+  Value notes_hook = c.Call("collab:registerWebhook",
+                            {{"url", "https://example.com/notes"}, {"events", Array{"note.*"}}},
+                            Auth::User({.subject = "ops", .roles = {"admin"}}));
+  const std::string secret = messages_hook["secret"].as_string();
+  CHECK(secret.starts_with("whsec_"));
+  Value listed = c.Call("collab:listWebhooks", {}, admin);
+  REQUIRE(listed.as_array().size() == 2);
+  CHECK(listed.as_array()[0]["secret"].is_undefined());
+  CHECK(listed.as_array()[0]["events"] == Value(Array{"message.created"}));
+
+  Session s = NewSession(c);
+  c.Call("collab:sendMessage", s.As(s.a, {{"content", "ping"}}));
+  c.Call("collab:heartbeat", s.As(s.a, {{"status", "online"}}));  // matches no filter
+  c.Call("collab:createNote", s.As(s.a, {{"title", "T"}, {"content", ""}}));
+  REQUIRE(Eventually([&] { return c.DeliveryCount() >= 2; }));
+  std::vector<collab::WebhookDelivery> got;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    got = c.deliveries;
+  }
+  std::sort(got.begin(), got.end(), [](auto& x, auto& y) { return x.url < y.url; });
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].url == "https://example.com/messages");
+  CHECK(got[0].event == "message.created");
+  CHECK(got[0].signature == "sha256=" + HmacSha256Hex(secret, got[0].body));
+  CHECK(got[0].signature !=
+        "sha256=" + HmacSha256Hex(notes_hook["secret"].as_string(), got[0].body));
+  absl::StatusOr<Value> body = ValueFromJson(got[0].body);
+  REQUIRE(body.ok());
+  CHECK((*body)["event"] == Value("message.created"));
+  CHECK((*body)["sessionId"] == Value(s.sid));
+  CHECK((*body)["actor"] == Value("agent-alpha"));
+  CHECK(got[1].url == "https://example.com/notes");
+  CHECK(got[1].event == "note.created");
+
+  // Deleted webhooks get nothing more; a sender error fails the delivery job.
+  c.Call("collab:deleteWebhook", {{"webhookId", notes_hook["webhookId"]}}, admin);
+  CHECK(c.Call("collab:listWebhooks", {}, admin).as_array().size() == 1);
+  CHECK_ERROR(c.Try("collab:deleteWebhook", {{"webhookId", notes_hook["webhookId"]}}, admin),
+              Code::kNotFound, "collab_webhooks");
+  c.Call("collab:createNote", s.As(s.a, {{"title", "U"}, {"content", ""}}));
+  c.Call("collab:sendMessage", s.As(s.a, {{"content", "pong"}}));
+  REQUIRE(Eventually([&] { return c.DeliveryCount() >= 3; }));
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    CHECK(std::count_if(c.deliveries.begin(), c.deliveries.end(),
+                        [](const auto& d) { return d.url == "https://example.com/notes"; }) == 1);
+    CHECK(c.deliveries.back().url == "https://example.com/messages");
+  }
+}
+
+TEST_CASE("webhooks: a workspace's webhook takes only that workspace's sessions' events") {
+  Collab c;
+  Value ws = c.Call("collab:createWorkspace", {{"name", "Lab"}, {"slug", "lab"}});
+  c.Call("collab:registerWebhook",
+         {{"url", "https://lab.example.com"}, {"events", Array{"session.*"}}, {"workspaceId", ws}},
+         Auth::Admin());
+  // Delivery jobs are scheduled by the mutation itself, so counting them is exact.
+  auto jobs = [&] {
+    absl::StatusOr<size_t> n = c.db->Query([](Reader& r) -> absl::StatusOr<size_t> {
+      absl::StatusOr<std::vector<Document>> all = r.Table("_scheduled_functions").Collect();
+      if (!all.ok()) return all.status();
+      return static_cast<size_t>(std::count_if(all->begin(), all->end(), [](const Document& j) {
+        return j["name"] == Value("collab:deliverWebhooks");
+      }));
+    });
+    REQUIRE(n.ok());
+    return *n;
+  };
+  NewSession(c, {}, /*join=*/false);
+  CHECK(jobs() == 0);
+  Session s = NewSession(c, {{"workspaceId", ws}}, /*join=*/false);
+  CHECK(jobs() == 1);
+  c.Call("collab:sendMessage", s.As(s.a, {{"content", "not a session event"}}));
+  CHECK(jobs() == 1);
+  REQUIRE(Eventually([&] { return c.DeliveryCount() == 1; }));
+  std::lock_guard<std::mutex> lock(c.mu);
+  CHECK(c.deliveries[0].event == "session.created");
+  CHECK(c.deliveries[0].url == "https://lab.example.com");
+}
+
+TEST_CASE("registration needs the tables; without a webhook sender the delivery job fails") {
+  TempDir dir;
+  std::unique_ptr<Database> db =
+      OpenOrFail({.path = dir.Sub("db"), .schema_json = std::string(collab::SchemaJson())});
+  REQUIRE_OK(collab::RegisterFunctions(*db));
+  CHECK(collab::RegisterFunctions(*db).code() == Code::kAlreadyExists);
+  std::unique_ptr<Database> bare = OpenOrFail({.path = dir.Sub("bare")});
+  CHECK_ERROR(collab::RegisterFunctions(*bare), Code::kFailedPrecondition, "collab_",
+              "collab::SchemaJson()");
+  REQUIRE(db->CallInternal("collab:registerWebhook",
+                           Value(Object{{"url", "https://x"}, {"events", Array{"*"}}}))
+              .ok());
+  absl::StatusOr<Value> created =
+      db->Call("collab:createSession", Value(Object{{"name", "n"}, {"agentId", "a"}}));
+  REQUIRE(created.ok());
+  std::string error;
+  REQUIRE(Eventually([&] {
+    absl::StatusOr<std::vector<Document>> jobs =
+        db->Query([](Reader& r) { return r.Table("_scheduled_functions").Collect(); });
+    if (!jobs.ok()) return false;
+    for (const Document& job : *jobs) {
+      if (job["state"] == Value("failed")) error = job["error"].as_string();
+    }
+    return !error.empty();
+  }));
+  CHECK(error.find("send_webhook") != std::string::npos);
+}
+
+TEST_CASE("live: the transcript fires on its session's messages, not another session's") {
+  Collab c;
+  Session s = NewSession(c);
+  Session t = NewSession(c);
+  std::mutex mu;
+  std::vector<Value> results;
+  absl::StatusOr<Subscription> sub = c.db->SubscribeFunction(
+      "collab:listMessages", Value(s.As(s.observer)), UpdateSlot([&](const QueryUpdate& u) {
+        std::lock_guard<std::mutex> lock(mu);
+        results.push_back(u.result.ok() ? *u.result : Value(u.result.status().ToString()));
+      }));
+  REQUIRE(sub.ok());
+  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  auto count = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return results.size();
+  };
+  REQUIRE(count() == 1);
+
+  // Writes elsewhere: another session's message, a note and a heartbeat in this session.
+  c.Call("collab:sendMessage", t.As(t.a, {{"content", "elsewhere"}}));
+  c.Call("collab:createNote", s.As(s.a, {{"title", "T"}, {"content", ""}}));
+  c.Call("collab:heartbeat", s.As(s.b, {{"status", "working"}}));
+  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  CHECK(count() == 1);
+
+  c.Call("collab:sendMessage", s.As(s.b, {{"content", "here"}}));
+  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  REQUIRE(count() == 2);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    REQUIRE(results[1].as_array().size() == 1);
+    CHECK(results[1].as_array()[0]["content"] == Value("here"));
+  }
+  // Deleting the session turns the live transcript into NotFound.
+  c.Call("collab:deleteSession", s.As(s.a));
+  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  REQUIRE(count() == 3);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    CHECK(results[2].is_string());
+    CHECK(results[2].as_string().find("NOT_FOUND") != std::string::npos);
+  }
+}
+
+TEST_CASE("live: public listings fire on a public session, not on a private one") {
+  Collab c;
+  std::atomic<int> updates{0};
+  Value last;
+  std::mutex mu;
+  absl::StatusOr<Subscription> sub = c.db->SubscribeFunction(
+      "collab:listPublicSessions", Value(Object{}), UpdateSlot([&](const QueryUpdate& u) {
+        std::lock_guard<std::mutex> lock(mu);
+        last = *u.result;
+        ++updates;
+      }));
+  REQUIRE(sub.ok());
+  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  REQUIRE(updates == 1);
+  NewSession(c, {{"isPrivate", true}}, /*join=*/false);
+  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  CHECK(updates == 1);
+  NewSession(c, {{"name", "public one"}}, /*join=*/false);
+  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  CHECK(updates == 2);
+  std::lock_guard<std::mutex> lock(mu);
+  REQUIRE(last.as_array().size() == 1);
+  CHECK(last.as_array()[0]["name"] == Value("public one"));
+}
+
+}  // namespace
