@@ -7,8 +7,6 @@
 
 namespace stagedb::codecourier::detail {
 
-double NowMs() { return absl::ToDoubleMilliseconds(absl::Now() - absl::UnixEpoch()); }
-
 std::string DateOf(double ms) {
   return absl::FormatTime("%Y-%m-%d", absl::FromUnixMillis(static_cast<int64_t>(ms)),
                           absl::UTCTimeZone());
@@ -31,10 +29,6 @@ absl::Status CheckNonEmpty(std::string_view table, std::string_view field, std::
   if (text.find_first_not_of(" \t\r\n") != std::string_view::npos) return absl::OkStatus();
   return absl::InvalidArgumentError(
       absl::StrFormat("table \"%s\" field \"%s\": must not be empty", table, field));
-}
-
-absl::StatusOr<DocumentId> IdArg(const Value& args, std::string_view name) {
-  return DocumentId::Parse(args[name].as_string());
 }
 
 absl::StatusOr<Document> Require(Reader& db, std::string_view table, std::string_view what,
@@ -196,20 +190,6 @@ absl::Status Notify(Transaction& tx, const DocumentId& user, const DocumentId& p
                                    {"read", false},
                                    {"createdAt", NowMs()}})
       .status();
-}
-
-Value DocumentsValue(const std::vector<Document>& documents) {
-  Array array;
-  array.reserve(documents.size());
-  for (const Document& document : documents) array.push_back(document.ToValue());
-  return Value(std::move(array));
-}
-
-Value Compact(Object fields) {
-  for (auto it = fields.begin(); it != fields.end();) {
-    it = it->second.is_undefined() ? fields.erase(it) : std::next(it);
-  }
-  return Value(std::move(fields));
 }
 
 namespace {

@@ -12,23 +12,25 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "apps/common/functions.h"
 #include "stagedb/apps/codecourier.h"
 #include "stagedb/stagedb.h"
 
 namespace stagedb::codecourier::detail {
 
 using Result = absl::StatusOr<Value>;
+using apps::Compact;
+using apps::DocumentsValue;
+using apps::IdArg;
+using apps::NowMs;
+using apps::Registrar;
 
-double NowMs();
 // "YYYY-MM-DD" (UTC) of a time in ms since the epoch: the key of daily stats and usage records.
 std::string DateOf(double ms);
 // InvalidArgument naming `table`.`field` unless `date` is a "YYYY-MM-DD" calendar date.
 absl::Status CheckDate(std::string_view table, std::string_view field, std::string_view date);
 // InvalidArgument naming `table`.`field` when `text` is empty (after trimming spaces).
 absl::Status CheckNonEmpty(std::string_view table, std::string_view field, std::string_view text);
-
-// The id an argument holds (its validator has checked it names the right table).
-absl::StatusOr<DocumentId> IdArg(const Value& args, std::string_view name);
 
 // A document that must exist: NotFound `table "T": no <what> "<id>"` otherwise.
 absl::StatusOr<Document> Require(Reader& db, std::string_view table, std::string_view what,
@@ -84,10 +86,6 @@ absl::Status BumpDailyStat(Transaction& tx, const DocumentId& project, std::stri
 absl::Status Notify(Transaction& tx, const DocumentId& user, const DocumentId& project,
                     std::string_view kind, std::string title, Value run = Value(Undefined{}));
 
-Value DocumentsValue(const std::vector<Document>& documents);
-// `fields` without its undefined members: nested objects must not hold undefined values.
-Value Compact(Object fields);
-
 constexpr const char* kProjectArg = R"({"projectId": {"type": "id", "table": "cc_projects"}})";
 
 // The Convex paginationOpts argument: {numItems, cursor?, endCursor?}.
@@ -102,24 +100,6 @@ Result ListProjectPage(Reader& db, std::string_view table, const DocumentId& pro
 // Every live document of a project in a soft-delete table, oldest first.
 absl::StatusOr<std::vector<Document>> ListProjectLive(Reader& db, std::string_view table,
                                                       const DocumentId& project);
-
-class Registrar {
- public:
-  explicit Registrar(Database& db) : db_(db) {}
-  void Query(FunctionDef def, QueryFunction fn) { Keep(db_.RegisterQuery(def, std::move(fn))); }
-  void Mutation(FunctionDef def, MutationFunction fn) {
-    Keep(db_.RegisterMutation(def, std::move(fn)));
-  }
-  void Action(FunctionDef def, ActionFunction fn) { Keep(db_.RegisterAction(def, std::move(fn))); }
-  absl::Status status() const { return status_; }
-
- private:
-  void Keep(absl::Status s) {
-    if (status_.ok()) status_ = std::move(s);
-  }
-  Database& db_;
-  absl::Status status_;
-};
 
 // Registration, by area (access.cc, execution.cc, knowledge.cc).
 void RegisterIdentity(Registrar& r, const CodeCourierOptions& options);

@@ -14,12 +14,15 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "apps/common/functions.h"
 #include "stagedb/secrets.h"
 
 namespace stagedb::collab {
 namespace {
 
 using Result = absl::StatusOr<Value>;
+using apps::Compact;
+using apps::DocumentsValue;
 
 constexpr size_t kMaxPathBytes = 400;  // the unique (session, path) key stays under LMDB's limit
 constexpr std::string_view kBase32 = "0123456789abcdefghjkmnpqrstvwxyz";  // GenerateToken's
@@ -69,20 +72,6 @@ struct Env {
   }
 };
 using EnvPtr = std::shared_ptr<const Env>;
-
-// `fields` without its undefined members: nested objects must not hold undefined values.
-Value Compact(Object fields) {
-  for (auto it = fields.begin(); it != fields.end();) {
-    it = it->second.is_undefined() ? fields.erase(it) : std::next(it);
-  }
-  return Value(std::move(fields));
-}
-
-Value DocumentsValue(const std::vector<Document>& documents) {
-  Array array;
-  for (const Document& document : documents) array.push_back(document.ToValue());
-  return Value(std::move(array));
-}
 
 absl::Status RequireNonEmpty(std::string_view table, std::string_view field,
                              std::string_view value) {

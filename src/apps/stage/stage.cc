@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "apps/common/functions.h"
 #include "apps/common/text.h"
 #include "stagedb/secrets.h"
 
@@ -21,19 +22,17 @@ namespace stagedb::stage {
 namespace {
 
 using Result = absl::StatusOr<Value>;
+using apps::Compact;
+using apps::DocumentsValue;
+using apps::IdArg;
+using apps::NowMs;
+using apps::Registrar;
 
 constexpr size_t kMaxPathBytes = 400;  // the unique (session, path) key stays under LMDB's limit
 constexpr std::string_view kChannels[] = {"preview", "production"};
 // The recordings Stage's drive captures: audio and video containers browsers record.
 constexpr std::string_view kRecordingTypes[] = {
     "audio/webm", "audio/ogg", "audio/mp4", "audio/mpeg", "audio/wav", "video/webm", "video/mp4"};
-
-double NowMs() { return absl::ToDoubleMilliseconds(absl::Now() - absl::UnixEpoch()); }
-
-// The id an argument holds (its validator has checked it names the right table).
-absl::StatusOr<DocumentId> IdArg(const Value& args, std::string_view name) {
-  return DocumentId::Parse(args[name].as_string());
-}
 
 // An optional argument's value, or undefined (which leaves a field out of an Object).
 const Value& Optional(const Value& args, std::string_view name) { return args[name]; }
@@ -354,39 +353,7 @@ absl::StatusOr<Value> GoogleScopesOf(Reader& db, const DocumentId& session) {
   return (**scopes)["scopes"];
 }
 
-// `fields` without its undefined members: nested objects must not hold undefined values.
-Value Compact(Object fields) {
-  for (auto it = fields.begin(); it != fields.end();) {
-    it = it->second.is_undefined() ? fields.erase(it) : std::next(it);
-  }
-  return Value(std::move(fields));
-}
-
-Value DocumentsValue(const std::vector<Document>& documents) {
-  Array array;
-  for (const Document& document : documents) array.push_back(document.ToValue());
-  return Value(std::move(array));
-}
-
 // ---- registration ----
-
-class Registrar {
- public:
-  explicit Registrar(Database& db) : db_(db) {}
-  void Query(FunctionDef def, QueryFunction fn) { Keep(db_.RegisterQuery(def, std::move(fn))); }
-  void Mutation(FunctionDef def, MutationFunction fn) {
-    Keep(db_.RegisterMutation(def, std::move(fn)));
-  }
-  void Action(FunctionDef def, ActionFunction fn) { Keep(db_.RegisterAction(def, std::move(fn))); }
-  absl::Status status() const { return status_; }
-
- private:
-  void Keep(absl::Status s) {
-    if (status_.ok()) status_ = std::move(s);
-  }
-  Database& db_;
-  absl::Status status_;
-};
 
 constexpr const char* kSessionArg = R"({"sessionId": {"type": "id", "table": "stage_sessions"}})";
 
