@@ -1,0 +1,89 @@
+// Covibe's backend on stagedb: task coordination between developers' coding agents. Tenants,
+// workspaces, members and hashed MCP tokens (with a device-flow setup); tasks, workstreams,
+// overlap warnings between active tasks, preflight checks, work and usage events; published
+// session contexts; share links to frozen weekly summaries; and a schema health check. Named
+// functions (functions.h) over the tables of schema/covibe/covibe.json (README "The Covibe
+// application").
+//
+//   auto db = stagedb::Database::Open({.path = "covibe.stagedb",
+//                                      .schema_json = std::string(stagedb::covibe::SchemaJson())});
+//   stagedb::covibe::RegisterFunctions(**db);
+//   auto ids = (*db)->CallInternal("covibe:bootstrapTenant", {...});       // host sign-up
+//   auto who = (*db)->CallInternal("covibe:verifyToken", {{"token", t}});  // per MCP request
+//   stagedb::covibe::CallTool(**db, "covibe:startTask", args, stagedb::covibe::AuthFor(*who));
+//
+// Callers are Auth::User identities whose subject is a covibe_developers id and whose
+// tenant_id / workspace_id claims are the caller's tenant and workspace ids; every table with
+// those fields is row-scoped by the engine. Entry points that must find a row by a secret
+// before anyone is known (token verification, the device flow, the public share read, the
+// sign-up) are internal functions the host calls with CallInternal.
+#ifndef STAGEDB_APPS_COVIBE_H_
+#define STAGEDB_APPS_COVIBE_H_
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "stagedb/database.h"
+
+namespace stagedb::covibe {
+
+// The Covibe schema (the text of schema/covibe/covibe.json, built into the library).
+std::string_view SchemaJson();
+
+struct CovibeOptions {
+  // How recent a developer's preflight check must be for a task or workstream start.
+  absl::Duration preflight_window = absl::Minutes(10);
+  // How long a device-flow grant may be approved and polled.
+  absl::Duration device_grant_ttl = absl::Minutes(15);
+  // Session contexts expire this long after publishing unless `ttl_hours` says otherwise.
+  absl::Duration context_ttl = absl::Hours(24);
+  // Share links expire this long after creation unless `ttl_hours` says otherwise.
+  absl::Duration share_link_ttl = absl::Hours(24 * 7);
+  // The time every function reads (tests move it); empty: absl::Now.
+  std::function<absl::Time()> clock;
+};
+
+// Registers Covibe's functions (README "The Covibe application" lists them) on `db`, which
+// must have been opened with SchemaJson()'s tables. AlreadyExists when called twice.
+absl::Status RegisterFunctions(Database& db, CovibeOptions options = {});
+
+// The identity a verified token stands for: `verified` is covibe:verifyToken's result
+// ({developer_id, tenant_id, workspace_id, agent_type, ...}).
+Auth AuthFor(const Value& verified);
+
+// Calls the public tool function `name` (an MCP tool call) so that it always leaves one
+// covibe_usage_events row: tool mutations record theirs in their own transaction when they
+// succeed; for tool queries, and for any call that fails, CallTool records one (status "ok"
+// or "error") through covibe:recordUsage. Other functions are called as Database::Call does.
+absl::StatusOr<Value> CallTool(Database& db, std::string_view name, const Value& args,
+                               const Auth& auth);
+
+// The names of the functions that are MCP tool calls (CallTool records their usage).
+const std::vector<std::string>& ToolNames();
+
+// Schema health, as the seed's /api/health: the tables, fields and indexes Covibe needs,
+// compared with the database's schema in force. "ok" when nothing is missing, else "degraded".
+// An index whose fields differ from Covibe's counts as missing; so does a missing scope.
+struct HealthReport {
+  std::string status;                        // "ok" or "degraded"
+  std::vector<std::string> missing_tables;   // "covibe_share_links"
+  std::vector<std::string> missing_columns;  // "covibe_tasks.task_type"
+  std::vector<std::string> missing_indexes;  // "covibe_overlap_warnings.by_task"
+  std::vector<std::string> missing_scopes;   // "covibe_tasks" (no row-level scope declared)
+  Value ToValue() const;
+};
+absl::StatusOr<HealthReport> Doctor(Database& db);
+
+// Whether two repo-relative paths overlap: equal, or one is a directory prefix of the other
+// ("src/api" and "src/api/users.ts"). Leading "./" and trailing "/" are ignored.
+bool PathsOverlap(std::string_view a, std::string_view b);
+
+}  // namespace stagedb::covibe
+
+#endif  // STAGEDB_APPS_COVIBE_H_
