@@ -358,29 +358,21 @@ std::string Upper(std::string text) {
 
 // ---- registration ----
 
-class Registrar {
+class Registrar : public apps::Registrar {
  public:
-  Registrar(Database& db, EnvPtr env) : db_(db), env_(std::move(env)) {}
-  void Query(FunctionDef def, QueryFunction fn) { Keep(db_.RegisterQuery(def, std::move(fn))); }
+  Registrar(Database& db, EnvPtr env) : apps::Registrar(db), env_(std::move(env)) {}
   // A mutation given an Op over its context.
   void Mutation(FunctionDef def, std::function<Result(Op&, const Value&)> fn) {
-    Keep(db_.RegisterMutation(
+    apps::Registrar::Mutation(
         def, [env = env_, fn = std::move(fn)](MutationContext& ctx, const Value& args) -> Result {
           Op op{ctx, *env};
           return fn(op, args);
-        }));
+        });
   }
-  void Action(FunctionDef def, ActionFunction fn) { Keep(db_.RegisterAction(def, std::move(fn))); }
   const EnvPtr& env() const { return env_; }
-  absl::Status status() const { return status_; }
 
  private:
-  void Keep(absl::Status s) {
-    if (status_.ok()) status_ = std::move(s);
-  }
-  Database& db_;
   EnvPtr env_;
-  absl::Status status_;
 };
 
 // The arguments every session function starts with, as a JSON fragment to splice into `args`.

@@ -40,7 +40,8 @@ inline Value DocumentsValue(const std::vector<Document>& documents) {
   return Value(std::move(array));
 }
 
-// Registers an app's functions, keeping the first error (so RegisterFunctions reports it).
+// Registers an app's functions, keeping the first error (so RegisterFunctions reports it). Apps
+// whose functions share a wrapper (a caller check, an audit row) derive from it.
 class Registrar {
  public:
   explicit Registrar(Database& db) : db_(db) {}
@@ -49,12 +50,15 @@ class Registrar {
     Keep(db_.RegisterMutation(def, std::move(fn)));
   }
   void Action(FunctionDef def, ActionFunction fn) { Keep(db_.RegisterAction(def, std::move(fn))); }
+  Database& db() { return db_; }
   absl::Status status() const { return status_; }
 
- private:
+ protected:
   void Keep(absl::Status s) {
     if (status_.ok()) status_ = std::move(s);
   }
+
+ private:
   Database& db_;
   absl::Status status_;
 };
