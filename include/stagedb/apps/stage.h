@@ -10,6 +10,9 @@
 //   (*db)->Call("stage:writeFile", stagedb::Object{{"sessionId", ...}, {"path", "/app/App.tsx"},
 //                                                  {"content", "..."}});
 //
+// The functions and their arguments are listed in README "The Stage application". Numbers are
+// float64 as in Convex: pass `1.0`, not `1` (a C++ int is an int64 and is refused).
+//
 // Every function is one transaction (queries one snapshot); a mutation that fails writes
 // nothing. Errors are InvalidArgument for bad input (naming the argument and the value),
 // NotFound naming the missing session, file, app, version or recording, FailedPrecondition
