@@ -361,6 +361,8 @@ TEST_CASE("a scheduled action runs at most once and its states are recorded and 
         if (seen.empty() || seen.back() != state) seen.push_back(state);
       }));
   REQUIRE_OK(sub);
+  // The first update ("pending") delivered before the job can move on (updates coalesce).
+  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30)));
   RegisterFunctions(*db, f);
   AwaitState(*db, job, "inProgress");
   // Delivered before the action may end (else the two commits could reach it as one update).
