@@ -11,9 +11,7 @@
 // directory, removed at the end). Exits 0 when every step behaved as printed, 1 otherwise.
 #include <stagedb/apps/codecourier.h>
 #include <stagedb/stagedb.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <set>
@@ -21,18 +19,16 @@
 #include <thread>
 #include <vector>
 
+#include "example_support.h"
+
 namespace {
 
-namespace fs = std::filesystem;
+using stagedb_examples::Expect;
+using stagedb_examples::Finish;
+
 using stagedb::Array;
 using stagedb::Object;
 using stagedb::Value;
-
-bool failed = false;
-void Expect(bool ok, const std::string& what) {
-  std::cout << (ok ? "  ok: " : "  UNEXPECTED: ") << what << "\n";
-  failed = failed || !ok;
-}
 
 std::vector<std::string> Ids(const Value& documents) {
   std::vector<std::string> ids;
@@ -232,21 +228,11 @@ int Run(const std::string& dir) {
   Expect(counters["runCount"] == Value(20.0) && counters["sandboxCount"] == Value(2.0) &&
              counters["workflowCount"] == Value(1.0) && counters["memberCount"] == Value(1.0),
          "the counters match what was created");
-  std::cout << (failed ? "some steps did not behave as expected\n" : "done\n");
-  return failed ? 1 : 0;
+  return Finish();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1) return Run(argv[1]);
-  std::string pattern = (fs::temp_directory_path() / "stagedb-codecourier-XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) {
-    std::cerr << "cannot create a temporary directory\n";
-    return 1;
-  }
-  const int code = Run(pattern);
-  std::error_code ignored;
-  fs::remove_all(pattern, ignored);
-  return code;
+  return stagedb_examples::RunInDirectory(argc, argv, "stagedb-codecourier", Run);
 }

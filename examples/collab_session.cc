@@ -9,25 +9,20 @@
 // directory, removed at the end). Exits 0 when every step behaved as printed, 1 otherwise.
 #include <stagedb/apps/collab.h>
 #include <stagedb/stagedb.h>
-#include <stdlib.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <string>
 
+#include "example_support.h"
+
 namespace {
 
-namespace fs = std::filesystem;
+using stagedb_examples::Expect;
+using stagedb_examples::Finish;
+
 using stagedb::Object;
 using stagedb::Value;
-
-bool failed = false;
-void Expect(bool ok, const std::string& what) {
-  std::cout << (ok ? "  ok: " : "  UNEXPECTED: ") << what << "\n";
-  failed = failed || !ok;
-}
 
 int Run(const std::string& dir) {
   absl::StatusOr<std::unique_ptr<stagedb::Database>> opened = stagedb::Database::Open(
@@ -150,21 +145,11 @@ int Run(const std::string& dir) {
   Expect(activity.is_array() && activity.as_array().size() == 10,
          "the activity log has one row per change (10)");
 
-  std::cout << (failed ? "some steps did not behave as expected\n" : "done\n");
-  return failed ? 1 : 0;
+  return Finish();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1) return Run(argv[1]);
-  std::string pattern = (fs::temp_directory_path() / "stagedb-collab-XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) {
-    std::cerr << "cannot create a temporary directory\n";
-    return 1;
-  }
-  const int code = Run(pattern);
-  std::error_code ignored;
-  fs::remove_all(pattern, ignored);
-  return code;
+  return stagedb_examples::RunInDirectory(argc, argv, "stagedb-collab", Run);
 }

@@ -9,26 +9,21 @@
 // directory, removed at the end). Exits 0 when every step behaved as printed, 1 otherwise.
 #include <stagedb/apps/covibe.h>
 #include <stagedb/stagedb.h>
-#include <stdlib.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <string>
 
+#include "example_support.h"
+
 namespace {
 
-namespace fs = std::filesystem;
+using stagedb_examples::Expect;
+using stagedb_examples::Finish;
+
 using stagedb::Array;
 using stagedb::Object;
 using stagedb::Value;
-
-bool failed = false;
-void Expect(bool ok, const std::string& what) {
-  std::cout << (ok ? "  ok: " : "  UNEXPECTED: ") << what << "\n";
-  failed = failed || !ok;
-}
 
 int Run(const std::string& dir) {
   absl::StatusOr<std::unique_ptr<stagedb::Database>> opened = stagedb::Database::Open(
@@ -175,21 +170,11 @@ int Run(const std::string& dir) {
   Expect(usage.ok() && usage->size() == 8,
          "each of the 8 tool calls (the refused one too) left a usage event: " +
              std::to_string(usage.ok() ? usage->size() : 0));
-  std::cout << (failed ? "some steps did not behave as expected\n" : "done\n");
-  return failed ? 1 : 0;
+  return Finish();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1) return Run(argv[1]);
-  std::string pattern = (fs::temp_directory_path() / "stagedb-covibe-XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) {
-    std::cerr << "cannot create a temporary directory\n";
-    return 1;
-  }
-  const int code = Run(pattern);
-  std::error_code ignored;
-  fs::remove_all(pattern, ignored);
-  return code;
+  return stagedb_examples::RunInDirectory(argc, argv, "stagedb-covibe", Run);
 }

@@ -9,18 +9,19 @@
 // DB_DIR must not exist yet or be empty (default: a fresh directory under the system temp
 // directory, removed at the end). Exits 0 when every step behaved as printed, 1 otherwise.
 #include <stagedb/stagedb.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <condition_variable>
-#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <string>
 
+#include "example_support.h"
+
 namespace {
 
-namespace fs = std::filesystem;
+using stagedb_examples::Expect;
+using stagedb_examples::Finish;
+
 using stagedb::Object;
 using stagedb::Value;
 
@@ -33,12 +34,6 @@ constexpr const char* kSchema = R"json({
     }
   }
 })json";
-
-bool failed = false;
-void Expect(bool ok, const std::string& what) {
-  std::cout << (ok ? "  ok: " : "  UNEXPECTED: ") << what << "\n";
-  failed = failed || !ok;
-}
 
 absl::StatusOr<stagedb::DocumentId> IdArg(const Value& args, std::string_view name) {
   return stagedb::DocumentId::Parse(args[name].as_string());
@@ -168,21 +163,11 @@ int Run(const std::string& dir) {
   Expect(recordings.ok() && recordings->size() == 1 &&
              (*recordings)[0]["transcript"] == Value("(700000 bytes of speech)"),
          "the recording has its transcript");
-  std::cout << (failed ? "some steps did not behave as expected\n" : "done\n");
-  return failed ? 1 : 0;
+  return Finish();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1) return Run(argv[1]);
-  std::string pattern = (fs::temp_directory_path() / "stagedb-recordings-XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) {
-    std::cerr << "cannot create a temporary directory\n";
-    return 1;
-  }
-  const int code = Run(pattern);
-  std::error_code ignored;
-  fs::remove_all(pattern, ignored);
-  return code;
+  return stagedb_examples::RunInDirectory(argc, argv, "stagedb-recordings", Run);
 }

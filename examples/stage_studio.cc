@@ -9,26 +9,21 @@
 // directory, removed at the end). Exits 0 when every step behaved as printed, 1 otherwise.
 #include <stagedb/apps/stage.h>
 #include <stagedb/stagedb.h>
-#include <stdlib.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <string>
 
+#include "example_support.h"
+
 namespace {
 
-namespace fs = std::filesystem;
+using stagedb_examples::Expect;
+using stagedb_examples::Finish;
+
 using stagedb::Array;
 using stagedb::Object;
 using stagedb::Value;
-
-bool failed = false;
-void Expect(bool ok, const std::string& what) {
-  std::cout << (ok ? "  ok: " : "  UNEXPECTED: ") << what << "\n";
-  failed = failed || !ok;
-}
 
 // "v<source> @<branch>" for one channel of the summary, or "-".
 std::string Describe(const Value& channel) {
@@ -157,21 +152,11 @@ int Run(const std::string& dir) {
            "rollback): " +
                std::to_string(updates));
   }
-  std::cout << (failed ? "some steps did not behave as expected\n" : "done\n");
-  return failed ? 1 : 0;
+  return Finish();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1) return Run(argv[1]);
-  std::string pattern = (fs::temp_directory_path() / "stagedb-stage-XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) {
-    std::cerr << "cannot create a temporary directory\n";
-    return 1;
-  }
-  const int code = Run(pattern);
-  std::error_code ignored;
-  fs::remove_all(pattern, ignored);
-  return code;
+  return stagedb_examples::RunInDirectory(argc, argv, "stagedb-stage", Run);
 }

@@ -8,17 +8,18 @@
 // DB_DIR must not exist yet or be empty (default: a fresh directory under the system temp
 // directory, removed at the end). Exits 0 when every step behaved as printed, 1 otherwise.
 #include <stagedb/stagedb.h>
-#include <stdlib.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <string>
 
+#include "example_support.h"
+
 namespace {
 
-namespace fs = std::filesystem;
+using stagedb_examples::Expect;
+using stagedb_examples::Finish;
+
 using stagedb::Value;
 
 constexpr const char* kSchema = R"json({
@@ -35,12 +36,6 @@ constexpr const char* kSchema = R"json({
     }
   }
 })json";
-
-bool failed = false;
-void Expect(bool ok, const std::string& what) {
-  std::cout << (ok ? "  ok: " : "  UNEXPECTED: ") << what << "\n";
-  failed = failed || !ok;
-}
 
 absl::Status RegisterFunctions(stagedb::Database& db) {
   // Public: create a task in the caller's workspace (the scope refuses any other).
@@ -157,18 +152,11 @@ int Run(const std::string& path) {
   std::lock_guard<std::mutex> lock(mu);
   Expect(alice_view == Value(stagedb::Array{"ship the editor"}),
          "Alice's live view never showed Bob's task");
-  return failed ? 1 : 0;
+  return Finish();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::error_code error;
-  const bool temporary = argc < 2;
-  const fs::path dir = temporary ? fs::temp_directory_path(error) /
-                                       ("stagedb-workspaces-" + std::to_string(::getpid()))
-                                 : fs::path(argv[1]);
-  const int status = Run(dir.string());
-  if (temporary) fs::remove_all(dir, error);
-  return status;
+  return stagedb_examples::RunInDirectory(argc, argv, "stagedb-workspaces", Run);
 }
