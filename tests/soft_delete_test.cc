@@ -77,6 +77,28 @@ TEST_CASE("a soft-deleted document is hidden from ordinary reads and kept") {
   CHECK_FALSE(db->Query([&](Reader& r) { return r.GetIncludingDeleted(line); })->has_value());
 }
 
+TEST_CASE("Purge removes a document for good, soft-deleted or not") {
+  TempDir dir;
+  auto db = OpenOrFail({.path = dir.Sub("db"), .schema_json = kSchema});
+  const DocumentId live = MustInsert(*db, "sessions", {{"title", "live"}});
+  const DocumentId deleted = MustInsert(*db, "sessions", {{"title", "deleted"}});
+  const DocumentId log = MustInsert(*db, "logs", {{"line", "x"}});
+  REQUIRE_OK(db->Mutate([&](Transaction& tx) { return tx.Delete(deleted); }));
+  REQUIRE_OK(db->Mutate([&](Transaction& tx) -> absl::Status {
+    for (const DocumentId& id : {live, deleted, log}) {
+      if (absl::Status s = tx.Purge(id); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }));
+  for (const DocumentId& id : {live, deleted, log}) {
+    CHECK_FALSE(db->Query([&](Reader& r) { return r.GetIncludingDeleted(id); })->has_value());
+  }
+  CHECK(
+      db->Query([](Reader& r) { return r.Table("sessions").IncludeDeleted().Collect(); })->empty());
+  CHECK_ERROR(db->Mutate([&](Transaction& tx) { return tx.Purge(live); }), Code::kNotFound,
+              "sessions", live.text());
+}
+
 TEST_CASE("a subscription sees a soft delete as a removal") {
   TempDir dir;
   auto db = OpenOrFail({.path = dir.Sub("db"), .schema_json = kSchema});

@@ -32,8 +32,12 @@ class Transaction : public Reader {
   // Patch and Replace accept `_id` and `_creationTime` when they hold the document's own values,
   // so a document read can be written back; other values are InvalidArgument.
   absl::Status Replace(const DocumentId& id, Object fields);
-  // Deletes the document; NotFound when it does not exist.
+  // Deletes the document; NotFound when it does not exist. On a table with soft delete (schema
+  // "soft_delete") it only sets the deletion time.
   absl::Status Delete(const DocumentId& id);
+  // Removes the document for good, on a soft-delete table too, deleted or not (retention, an
+  // erasure request); NotFound when it does not exist. Elsewhere the same as Delete.
+  absl::Status Purge(const DocumentId& id);
 
  private:
   friend class internal::TransactionState;

@@ -39,4 +39,6 @@ absl::Status Transaction::Replace(const DocumentId& id, Object fields) {
 }
 absl::Status Transaction::Delete(const DocumentId& id) { return state_->Delete(id); }
 
+absl::Status Transaction::Purge(const DocumentId& id) { return state_->Delete(id, /*purge=*/true); }
+
 }  // namespace stagedb

@@ -600,12 +600,14 @@ absl::Status TransactionState::Replace(const DocumentId& id, Object fields) {
   return WriteDocument(*table, id, &old.fields(), std::move(fields));
 }
 
-absl::Status TransactionState::Delete(const DocumentId& id) {
+absl::Status TransactionState::Delete(const DocumentId& id, bool purge) {
   absl::StatusOr<std::pair<const TableInfo*, Document>> existing = GetExisting(id);
   if (!existing.ok()) return existing.status();
   const auto& [table, old] = *existing;
   const std::string& soft_delete_field = table->def->soft_delete_field;
-  if (soft_delete_field.empty()) return WriteDocument(*table, id, &old.fields(), std::nullopt);
+  if (soft_delete_field.empty() || purge) {
+    return WriteDocument(*table, id, &old.fields(), std::nullopt);
+  }
   // Soft delete: the document stays, marked with its (first) deletion time.
   if (old.fields().contains(soft_delete_field)) return absl::OkStatus();
   Object next = old.fields();

@@ -87,7 +87,8 @@ class TransactionState {
   absl::StatusOr<DocumentId> Insert(std::string_view table, Object fields);
   absl::Status Patch(const DocumentId& id, Object fields);
   absl::Status Replace(const DocumentId& id, Object fields);
-  absl::Status Delete(const DocumentId& id);
+  // `purge`: removes the document also from a soft-delete table.
+  absl::Status Delete(const DocumentId& id, bool purge = false);
 
   bool has_writes() const { return !overlay_.empty(); }
   // Moves the write set out (for the committer to validate and write); the transaction is over.
