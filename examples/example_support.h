@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 
+#include <atomic>
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -13,8 +14,9 @@
 
 namespace stagedb_examples {
 
-inline bool& AnyStepFailed() {
-  static bool failed = false;
+// Atomic: a step may be checked on a callback's thread.
+inline std::atomic<bool>& AnyStepFailed() {
+  static std::atomic<bool> failed{false};
   return failed;
 }
 
