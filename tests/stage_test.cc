@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "stagedb/stagedb.h"
@@ -660,11 +661,25 @@ TEST_CASE("live views fire on the steps that change them, and only those") {
       s.Call("stage:publishApp",
              {{"name", "Else"}, {"sessionId", other_session}, {"updatedByEmail", kEmail}})["appSid"]
           .as_string();
+  // Wrappers that count how often each view runs: a commit outside what a view read must not
+  // re-run it (unchanged results are never delivered, so deliveries alone could not tell).
+  std::atomic<int> status_runs{0}, summary_runs{0};
+  for (auto [wrapper, view, runs] :
+       {std::tuple{"test:countedStatus", "stage:getSessionStatus", &status_runs},
+        std::tuple{"test:countedSummary", "stage:getAppChannelsForSummary", &summary_runs}}) {
+    REQUIRE_OK(
+        s.db->RegisterQuery({.name = wrapper},
+                            [view = std::string(view), runs](
+                                QueryContext& ctx, const Value& args) -> absl::StatusOr<Value> {
+                              ++*runs;
+                              return ctx.RunQuery(view, args);
+                            }));
+  }
   UpdateCounter status, summary;
   absl::StatusOr<Subscription> status_sub = s.db->SubscribeFunction(
-      "stage:getSessionStatus", Value(Object{{"sessionId", session}}), status.Slot());
+      "test:countedStatus", Value(Object{{"sessionId", session}}), status.Slot());
   absl::StatusOr<Subscription> summary_sub = s.db->SubscribeFunction(
-      "stage:getAppChannelsForSummary", Value(Object{{"appSid", sid}}), summary.Slot());
+      "test:countedSummary", Value(Object{{"appSid", sid}}), summary.Slot());
   REQUIRE_OK(status_sub);
   REQUIRE_OK(summary_sub);
   auto settle = [&] {
@@ -672,15 +687,21 @@ TEST_CASE("live views fire on the steps that change them, and only those") {
   };
   settle();
   int status_seen = status.count(), summary_seen = summary.count();
-  // Each step: whether the status view and the summary view must fire.
+  int status_ran = status_runs, summary_ran = summary_runs;
+  // Each step: whether the status view and the summary view must fire (re-run and deliver a
+  // changed result) or cost nothing (not even a re-run).
   auto step = [&](const char* what, bool status_fires, bool summary_fires, auto&& run) {
     INFO(what);
     run();
     settle();
     CHECK((status.count() > status_seen) == status_fires);
     CHECK((summary.count() > summary_seen) == summary_fires);
+    CHECK((status_runs > status_ran) == status_fires);
+    CHECK((summary_runs > summary_ran) == summary_fires);
     status_seen = status.count();
     summary_seen = summary.count();
+    status_ran = status_runs;
+    summary_ran = summary_runs;
   };
   step("a write to another session", false, false, [&] {
     s.Call("stage:writeFile", {{"sessionId", other_session}, {"path", "/a"}, {"content", "x"}});
