@@ -122,15 +122,18 @@ int Run(const std::string& dir) {
       attempt("collab:updateNote", with(as_a, {{"noteId", note},
                                                {"expectedVersion", Value::Int64(1)},
                                                {"content", "1. tokenizer only"}}));
-  Expect(stale.status().code() == absl::StatusCode::kFailedPrecondition,
-         "claude's edit of version 1: " + stale.status().ToString());
+  Expect(stale.status().code() == absl::StatusCode::kAborted,
+         "claude's edit of version 1 conflicts: " + stale.status().ToString());
   const Value notes = call("collab:listNotes", {{"sessionId", sid}, {"token", observer}});
   Expect(notes.is_array() && notes.as_array().size() == 1 &&
              notes.as_array()[0]["content"] == Value("1. tokenizer\n2. AST"),
          "the note keeps codex's version");
 
-  std::cout << "5. Status: pause, resume, complete; reopening is refused:\n";
-  for (const char* next : {"paused", "active", "completed"}) {
+  std::cout << "5. Status: pause, resume, pause, complete; reopening is refused:\n";
+  absl::StatusOr<Value> early = attempt("collab:setStatus", with(as_a, {{"status", "completed"}}));
+  Expect(early.status().code() == absl::StatusCode::kFailedPrecondition,
+         "active -> completed (completed only from paused): " + early.status().ToString());
+  for (const char* next : {"paused", "active", "paused", "completed"}) {
     call("collab:setStatus", with(as_a, {{"status", next}}));
   }
   absl::StatusOr<Value> reopen = attempt("collab:setStatus", with(as_b, {{"status", "active"}}));
@@ -139,11 +142,22 @@ int Run(const std::string& dir) {
   settle();
   {
     std::lock_guard<std::mutex> lock(mu);
-    Expect(printed == 6, "the transcript shows the 3 status changes as system messages");
+    Expect(printed == 7, "the transcript shows the 4 status changes as system messages");
   }
-  const Value activity = call("collab:listActivity", {{"sessionId", sid}, {"token", observer}});
-  Expect(activity.is_array() && activity.as_array().size() == 10,
-         "the activity log has one row per change (10)");
+  // The log is paginated, newest first: read it 5 rows at a time.
+  size_t rows = 0;
+  Value cursor(nullptr);
+  for (int pages = 0; pages < 10; ++pages) {
+    const Value page = call("collab:listActivity",
+                            {{"sessionId", sid},
+                             {"token", observer},
+                             {"paginationOpts", Object{{"numItems", 5.0}, {"cursor", cursor}}}});
+    if (!page.is_object()) break;
+    rows += page["page"].as_array().size();
+    if (page["isDone"].as_boolean()) break;
+    cursor = page["continueCursor"];
+  }
+  Expect(rows == 11, "the activity log has one row per change (11), read in pages of 5");
 
   return Finish();
 }

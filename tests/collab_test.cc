@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <regex>
@@ -34,7 +35,8 @@ struct Collab {
   // The functions' clock runs this far ahead of the real one.
   std::shared_ptr<std::atomic<int64_t>> clock_offset_ms = std::make_shared<std::atomic<int64_t>>(0);
   std::mutex mu;
-  std::vector<collab::WebhookDelivery> deliveries;  // guarded by mu
+  std::vector<collab::WebhookDelivery> deliveries;  // delivered ones; guarded by mu
+  std::string failing_url;                          // the sender refuses it; guarded by mu
 
   Collab() {
     db = OpenOrFail({.path = dir.Sub("db"),
@@ -47,6 +49,7 @@ struct Collab {
     };
     options.send_webhook = [this](const collab::WebhookDelivery& d) {
       std::lock_guard<std::mutex> lock(mu);
+      if (d.url == failing_url) return absl::UnavailableError("endpoint down");
       deliveries.push_back(d);
       return absl::OkStatus();
     };
@@ -76,7 +79,31 @@ struct Collab {
     std::lock_guard<std::mutex> lock(mu);
     return deliveries.size();
   }
+  // The scheduled delivery jobs: the mutation that logs the event schedules them, so counting
+  // them right after it is exact.
+  std::vector<Document> DeliveryJobs() {
+    absl::StatusOr<std::vector<Document>> jobs = db->Query([](Reader& r) {
+      return r.Table("_scheduled_functions")
+          .Filter([](const Document& j) { return j["name"] == Value("collab:deliverWebhooks"); })
+          .Collect();
+    });
+    REQUIRE(jobs.ok());
+    return *std::move(jobs);
+  }
+  // Waits until every subscription has seen every commit so far.
+  void Settle() { REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30))); }
 };
+
+// The first page of a paginated listing with room for everything the tests write.
+Object FirstPage(Object args = {}) {
+  args["paginationOpts"] = Value(Object{{"numItems", 1000.0}});
+  return args;
+}
+
+// The message of a failed call (empty when it succeeded).
+std::string ErrorText(const absl::StatusOr<Value>& result) {
+  return result.ok() ? std::string() : std::string(result.status().message());
+}
 
 // A session with both agents joined: sid and the three tokens.
 struct Session {
@@ -176,12 +203,15 @@ TEST_CASE("joining: agent B with the invite; wrong, used and expired codes are r
   const std::string code = created["inviteCode"].as_string();
 
   CHECK_ERROR(c.Try("collab:joinSession", {{"inviteCode", "NOPE-NOPE-11"}, {"agentId", "beta"}}),
-              Code::kPermissionDenied, "NOPE-NOPE-11");
+              Code::kPermissionDenied, "table \"collab_sessions\" field \"inviteCode\"",
+              "NOPE-NOPE-11", "matches no session");
   CHECK_ERROR(c.Try("collab:joinSession",
                     {{"inviteCode", "NOPE-NOPE-11"}, {"agentId", "beta"}, {"sessionId", sid}}),
-              Code::kPermissionDenied, sid, "wrong invite code");
-  CHECK_ERROR(c.Try("collab:joinSession", {{"inviteCode", code}, {"agentId", "alpha"}}),
-              Code::kInvalidArgument, "alpha");
+              Code::kPermissionDenied, "inviteCode", sid, "wrong invite code");
+  absl::StatusOr<Value> own =
+      c.Try("collab:joinSession", {{"inviteCode", code}, {"agentId", "alpha"}});
+  CHECK_ERROR(own, Code::kInvalidArgument, "collab_sessions", "field \"agentBId\"", "alpha");
+  CHECK(ErrorText(own).find(sid) == std::string::npos);
 
   // Case does not matter: codes are read aloud.
   std::string lower = code;
@@ -196,17 +226,49 @@ TEST_CASE("joining: agent B with the invite; wrong, used and expired codes are r
   CHECK(view["agentBId"] == Value("beta"));
   CHECK(view["status"] == Value("active"));  // joining starts the session
 
-  CHECK_ERROR(c.Try("collab:joinSession", {{"inviteCode", code}, {"agentId", "gamma"}}),
-              Code::kFailedPrecondition, sid, "already used", "beta");
+  // Errors reachable with a code alone name neither the session nor its agents.
+  absl::StatusOr<Value> used =
+      c.Try("collab:joinSession", {{"inviteCode", code}, {"agentId", "gamma"}});
+  CHECK_ERROR(used, Code::kFailedPrecondition,
+              "table \"collab_sessions\" field \"inviteCode\": invite code \"" + code +
+                  "\" is already used");
+  CHECK(ErrorText(used).find(sid) == std::string::npos);
+  CHECK(ErrorText(used).find("beta") == std::string::npos);
 
   // An invite past inviteExpiresAt.
   Value late = c.Call("collab:createSession", {{"name", "late"}, {"agentId", "alpha"}});
   *c.clock_offset_ms = 25 * 3600 * 1000;  // the default invite_ttl is 24 h
   const size_t activity = c.ActivityCount();
-  CHECK_ERROR(
-      c.Try("collab:joinSession", {{"inviteCode", late["inviteCode"]}, {"agentId", "beta"}}),
-      Code::kFailedPrecondition, late["sessionId"].as_string(), "expired");
+  absl::StatusOr<Value> expired =
+      c.Try("collab:joinSession", {{"inviteCode", late["inviteCode"]}, {"agentId", "beta"}});
+  CHECK_ERROR(expired, Code::kFailedPrecondition, "collab_sessions", "inviteCode",
+              late["inviteCode"].as_string() + "\" is expired");
+  CHECK(ErrorText(expired).find(late["sessionId"].as_string()) == std::string::npos);
   CHECK(c.ActivityCount() == activity);
+}
+
+TEST_CASE("joining: only a waiting session takes agent B") {
+  Collab c;
+  // Agent A may start (and pause, and complete) a session before anyone joins.
+  for (const std::vector<std::string>& moves :
+       {std::vector<std::string>{"active"}, std::vector<std::string>{"active", "paused"},
+        std::vector<std::string>{"active", "paused", "completed"}}) {
+    Value created = c.Call("collab:createSession", {{"name", "solo"}, {"agentId", "alpha"}});
+    const std::string sid = created["sessionId"].as_string();
+    for (const std::string& to : moves) {
+      c.Call("collab:setStatus",
+             {{"sessionId", sid}, {"token", created["agentToken"]}, {"status", to}});
+    }
+    const size_t activity = c.ActivityCount();
+    CHECK_ERROR(
+        c.Try("collab:joinSession", {{"inviteCode", created["inviteCode"]}, {"agentId", "beta"}}),
+        Code::kFailedPrecondition, "collab_sessions", sid, "field \"status\"",
+        "is \"" + moves.back() + "\"");
+    CHECK(c.ActivityCount() == activity);
+    CHECK(c.Call("collab:getSession",
+                 {{"sessionId", sid}, {"token", created["observerToken"]}})["agentBId"]
+              .is_undefined());
+  }
 }
 
 TEST_CASE("messages: seq counts up per session, gapless, with the author's role") {
@@ -260,6 +322,29 @@ TEST_CASE("messages: seq counts up per session, gapless, with the author's role"
   for (size_t i = 0; i < 43; ++i) CHECK(messages.as_array()[i]["seq"] == Value::Int64(i + 1));
 }
 
+TEST_CASE("messages: reads are bounded by limit (default 200, at most 1000)") {
+  Collab c;
+  Session s = NewSession(c);
+  for (int i = 0; i < 203; ++i) c.Call("collab:sendMessage", s.As(s.a, {{"content", "m"}}));
+  Value first = c.Call("collab:listMessages", s.As(s.b));
+  REQUIRE(first.as_array().size() == 200);
+  CHECK(first.as_array()[199]["seq"] == Value::Int64(200));
+  Value rest = c.Call("collab:listMessages", s.As(s.b, {{"afterSeq", Value::Int64(200)}}));
+  REQUIRE(rest.as_array().size() == 3);
+  CHECK(rest.as_array()[0]["seq"] == Value::Int64(201));
+  Value two = c.Call("collab:listMessages",
+                     s.As(s.b, {{"afterSeq", Value::Int64(10)}, {"limit", Value::Int64(2)}}));
+  REQUIRE(two.as_array().size() == 2);
+  CHECK(two.as_array()[1]["seq"] == Value::Int64(12));
+  CHECK(
+      c.Call("collab:listMessages", s.As(s.b, {{"limit", Value::Int64(1000)}})).as_array().size() ==
+      203);
+  for (int64_t bad : {0, -1, 1001}) {
+    CHECK_ERROR(c.Try("collab:listMessages", s.As(s.b, {{"limit", Value::Int64(bad)}})),
+                Code::kInvalidArgument, "collab_messages", "limit");
+  }
+}
+
 TEST_CASE("notes: optimistic locking refuses a stale version and writes nothing") {
   Collab c;
   Session s = NewSession(c);
@@ -271,8 +356,8 @@ TEST_CASE("notes: optimistic locking refuses a stale version and writes nothing"
   CHECK_ERROR(c.Try("collab:updateNote", s.As(s.a, {{"noteId", note},
                                                     {"expectedVersion", Value::Int64(1)},
                                                     {"content", "v2 by alpha"}})),
-              Code::kFailedPrecondition, "collab_notes", note.as_string(), "stale version 1",
-              "current 2");
+              Code::kAborted, "table \"collab_notes\"", note.as_string(), "field \"version\"",
+              "conflict", "stale version 1", "current 2");
   CHECK(c.ActivityCount() == activity);
   Value notes = c.Call("collab:listNotes", s.As(s.observer));
   REQUIRE(notes.as_array().size() == 1);
@@ -345,13 +430,28 @@ TEST_CASE("presence: heartbeat upserts status and activity; rows expire after th
   *c.clock_offset_ms = -200'000;
   c.Call("collab:heartbeat", s.As(s.b, {{"status", "online"}}));
   *c.clock_offset_ms = 0;
-  CHECK(c.Call("collab:listPresence", s.As(s.b)).as_array().size() == 2);
+  // Stale by the functions' clock: hidden already, though the row is still stored.
+  CHECK(c.Call("collab:listPresence", s.As(s.b)).as_array().size() == 1);
+  absl::StatusOr<size_t> stored = c.db->Query([](Reader& r) -> absl::StatusOr<size_t> {
+    absl::StatusOr<std::vector<Document>> rows = r.Table("collab_presence").Collect();
+    if (!rows.ok()) return rows.status();
+    return rows->size();
+  });
+  REQUIRE(stored.ok());
+  CHECK(*stored == 2);
   absl::StatusOr<size_t> swept = c.db->SweepExpired();
   REQUIRE(swept.ok());
   CHECK(*swept == 1);
   presence = c.Call("collab:listPresence", s.As(s.b));
   REQUIRE(presence.as_array().size() == 1);
   CHECK(presence.as_array()[0]["agentId"] == Value("agent-alpha"));
+
+  // Moving the app's clock past the TTL hides alpha too, before any sweep (the engine's sweep
+  // runs on the real clock, by which the row is fresh).
+  *c.clock_offset_ms = 121'000;
+  CHECK(c.Call("collab:listPresence", s.As(s.b)).as_array().empty());
+  *c.clock_offset_ms = 60'000;
+  CHECK(c.Call("collab:listPresence", s.As(s.b)).as_array().size() == 1);
 }
 
 TEST_CASE("activity: every mutation appends a row in its transaction; a failed one none") {
@@ -370,20 +470,46 @@ TEST_CASE("activity: every mutation appends a row in its transaction; a failed o
   c.Call("collab:rateAgent",
          s.As(s.a, {{"ratedAgentId", "agent-beta"}, {"rating", Value::Int64(4)}}));
 
-  Value rows = c.Call("collab:listActivity", s.As(s.observer));
+  Value listed = c.Call("collab:listActivity", FirstPage(s.As(s.observer)));
+  CHECK(listed["isDone"] == Value(true));
+  const Array& rows = listed["page"].as_array();
   std::vector<std::string> actions;
-  for (const Value& row : rows.as_array()) actions.push_back(row["action"].as_string());
+  for (const Value& row : rows) actions.push_back(row["action"].as_string());
+  std::reverse(actions.begin(), actions.end());  // the log lists newest first
   CHECK(actions == std::vector<std::string>{
                        "session.created", "session.joined", "message.created", "note.created",
                        "note.updated", "file.written", "presence.updated", "session.status_changed",
                        "compute.credited", "compute.job_submitted", "agent.rated"});
-  CHECK(rows.as_array()[1]["actor"] == Value("agent-beta"));
-  CHECK(rows.as_array()[7]["details"]["to"] == Value("paused"));
+  REQUIRE(rows.size() == 11);
+  CHECK(rows[9]["actor"] == Value("agent-beta"));
+  CHECK(rows[3]["details"]["to"] == Value("paused"));
+
+  // Page by page, newest first, each row once.
+  std::vector<std::string> paged;
+  Value cursor(nullptr);
+  for (int pages = 0;; ++pages) {
+    REQUIRE(pages < 10);
+    Value page = c.Call(
+        "collab:listActivity",
+        s.As(s.observer, {{"paginationOpts", Object{{"numItems", 4.0}, {"cursor", cursor}}}}));
+    CHECK(page["page"].as_array().size() <= 4);
+    for (const Value& row : page["page"].as_array()) paged.push_back(row["action"].as_string());
+    if (page["isDone"].as_boolean()) break;
+    cursor = page["continueCursor"];
+  }
+  std::reverse(paged.begin(), paged.end());
+  CHECK(paged == actions);
+  for (double bad : {0.0, 1.5, 1001.0}) {
+    CHECK_ERROR(
+        c.Try("collab:listActivity", s.As(s.a, {{"paginationOpts", Object{{"numItems", bad}}}})),
+        Code::kInvalidArgument, "collab_activity", "paginationOpts.numItems");
+  }
 
   // Host-level operations are logged too, without a session.
   const size_t before = c.ActivityCount();
   c.Call("collab:createWorkspace", {{"name", "Lab"}, {"slug", "lab"}});
-  c.Call("collab:upsertAgentProfile", {{"agentId", "agent-alpha"}, {"name", "Alpha"}});
+  c.Call("collab:upsertAgentProfile", {{"agentId", "agent-alpha"}, {"name", "Alpha"}},
+         Auth::Admin());
   CHECK(c.ActivityCount() == before + 2);
 
   // Each failed mutation leaves no row (nor any other write).
@@ -409,6 +535,10 @@ TEST_CASE("status: waiting -> active <-> paused -> completed; anything else is r
               Code::kFailedPrecondition, "from \"active\"", "to \"waiting\"");
   CHECK_ERROR(c.Try("collab:setStatus", s.As(s.a, {{"status", "active"}})),
               Code::kFailedPrecondition, "from \"active\"", "to \"active\"");
+  // Completed only from paused.
+  CHECK_ERROR(c.Try("collab:setStatus", s.As(s.a, {{"status", "completed"}})),
+              Code::kFailedPrecondition, "from \"active\"", "to \"completed\"",
+              "allowed from \"active\": paused)");
   c.Call("collab:setStatus", s.As(s.a, {{"status", "paused"}}));
   c.Call("collab:setStatus", s.As(s.a, {{"status", "active"}}));
   c.Call("collab:setStatus", s.As(s.a, {{"status", "paused"}}));
@@ -428,10 +558,11 @@ TEST_CASE("status: waiting -> active <-> paused -> completed; anything else is r
               Code::kFailedPrecondition, s.sid, "completed");
   CHECK_ERROR(c.Try("collab:writeFile", s.As(s.a, {{"path", "a"}, {"content", ""}})),
               Code::kFailedPrecondition, "completed");
-
-  // Completed straight from active, too.
-  Session t = NewSession(c);
-  CHECK(c.Call("collab:setStatus", t.As(t.b, {{"status", "completed"}})) == Value("completed"));
+  CHECK_ERROR(c.Try("collab:createNote", s.As(s.a, {{"title", "late"}, {"content", ""}})),
+              Code::kFailedPrecondition, s.sid, "completed", "edit notes");
+  CHECK_ERROR(c.Try("collab:submitComputeJob",
+                    s.As(s.a, {{"cost", Value::Int64(1)}, {"description", "late"}})),
+              Code::kFailedPrecondition, s.sid, "completed", "compute jobs");
 }
 
 TEST_CASE("deleting a session is soft: rows stay, reads and listings skip it") {
@@ -439,12 +570,12 @@ TEST_CASE("deleting a session is soft: rows stay, reads and listings skip it") {
   Session s = NewSession(c);
   c.Call("collab:sendMessage", s.As(s.a, {{"content", "keep me"}}));
   CHECK_ERROR(c.Try("collab:deleteSession", s.As(s.b)), Code::kPermissionDenied, "agent_b");
-  CHECK(c.Call("collab:listPublicSessions", {}).as_array().size() == 1);
+  CHECK(c.Call("collab:listPublicSessions", FirstPage())["page"].as_array().size() == 1);
   c.Call("collab:deleteSession", s.As(s.a));
   CHECK_ERROR(c.Try("collab:getSession", s.As(s.a)), Code::kNotFound, s.sid);
   CHECK_ERROR(c.Try("collab:listMessages", s.As(s.a)), Code::kNotFound, s.sid);
   CHECK_ERROR(c.Try("collab:sendMessage", s.As(s.a, {{"content", "x"}})), Code::kNotFound, s.sid);
-  CHECK(c.Call("collab:listPublicSessions", {}).as_array().empty());
+  CHECK(c.Call("collab:listPublicSessions", FirstPage())["page"].as_array().empty());
   // Still stored: the session (marked) and its messages and activity.
   absl::StatusOr<std::pair<size_t, size_t>> kept =
       c.db->Query([&](Reader& r) -> absl::StatusOr<std::pair<size_t, size_t>> {
@@ -470,16 +601,30 @@ TEST_CASE("listings: private sessions never appear; workspaces filter") {
   NewSession(c, {{"name", "lab open"}, {"workspaceId", ws}});
   NewSession(c, {{"name", "lab secret"}, {"workspaceId", ws}, {"isPrivate", true}});
   std::vector<std::string> names;
-  const Value listed = c.Call("collab:listPublicSessions", {});
-  for (const Value& s : listed.as_array()) {
+  const Value listed = c.Call("collab:listPublicSessions", FirstPage());
+  CHECK(listed["isDone"] == Value(true));
+  for (const Value& s : listed["page"].as_array()) {
     names.push_back(s["name"].as_string());
     CHECK(s["inviteCode"].is_undefined());
     CHECK(s["agentAToken"].is_undefined());
   }
   CHECK(names == std::vector<std::string>{"lab open", "open"});  // newest first
-  Value lab = c.Call("collab:listPublicSessions", {{"workspaceId", ws}});
-  REQUIRE(lab.as_array().size() == 1);
-  CHECK(lab.as_array()[0]["name"] == Value("lab open"));
+  Value lab = c.Call("collab:listPublicSessions", FirstPage({{"workspaceId", ws}}));
+  REQUIRE(lab["page"].as_array().size() == 1);
+  CHECK(lab["page"].as_array()[0]["name"] == Value("lab open"));
+  // One at a time: newest first, then the next page from the cursor.
+  Value one = c.Call("collab:listPublicSessions",
+                     {{"paginationOpts", Object{{"numItems", 1.0}, {"cursor", Value(nullptr)}}}});
+  REQUIRE(one["page"].as_array().size() == 1);
+  CHECK(one["page"].as_array()[0]["name"] == Value("lab open"));
+  CHECK(one["isDone"] == Value(false));
+  Value two =
+      c.Call("collab:listPublicSessions",
+             {{"paginationOpts", Object{{"numItems", 1.0}, {"cursor", one["continueCursor"]}}}});
+  REQUIRE(two["page"].as_array().size() == 1);
+  CHECK(two["page"].as_array()[0]["name"] == Value("open"));
+  CHECK_ERROR(c.Try("collab:listPublicSessions", {{"paginationOpts", Object{{"numItems", 0.0}}}}),
+              Code::kInvalidArgument, "collab_sessions", "numItems");
   CHECK(c.Call("collab:listWorkspaces", {}).as_array().size() == 1);
   CHECK_ERROR(c.Try("collab:createWorkspace", {{"name", "Lab"}, {"slug", "lab"}}),
               Code::kAlreadyExists, "by_slug");
@@ -496,9 +641,9 @@ TEST_CASE("ratings: 1 to 5, once per session, aggregates kept on the profile") {
   Collab c;
   Session s = NewSession(c);
   Session t = NewSession(c);
-  c.Call(
-      "collab:upsertAgentProfile",
-      {{"agentId", "agent-beta"}, {"name", "Beta"}, {"capabilities", Array{"python", "review"}}});
+  c.Call("collab:upsertAgentProfile",
+         {{"agentId", "agent-beta"}, {"name", "Beta"}, {"capabilities", Array{"python", "review"}}},
+         Auth::Admin());
   for (int64_t bad : {0, 6, -1}) {
     CHECK_ERROR(c.Try("collab:rateAgent",
                       s.As(s.a, {{"ratedAgentId", "agent-beta"}, {"rating", Value::Int64(bad)}})),
@@ -545,6 +690,18 @@ TEST_CASE("templates: a session from a template gets its seed notes") {
                                           Object{{"title", "Findings"}, {"content", ""}}}}});
   CHECK_ERROR(c.Try("collab:createTemplate", {{"name", "Code review"}, {"seedNotes", Array{}}}),
               Code::kAlreadyExists, "by_name");
+  CHECK_ERROR(c.Try("collab:createTemplate",
+                    {{"name", "Blank"},
+                     {"seedNotes", Array{Object{{"title", "Ok"}, {"content", ""}},
+                                         Object{{"title", ""}, {"content", "x"}}}}}),
+              Code::kInvalidArgument, "collab_templates", "seedNotes[1].title");
+  // A template id that names no template.
+  Value gone = c.Call("collab:createTemplate", {{"name", "Tmp"}, {"seedNotes", Array{}}});
+  REQUIRE_OK(c.db->Mutate(
+      [&](Transaction& tx) { return tx.Delete(*DocumentId::Parse(gone.as_string())); }));
+  CHECK_ERROR(
+      c.Try("collab:createSession", {{"name", "x"}, {"agentId", "a"}, {"templateId", gone}}),
+      Code::kNotFound, "collab_templates", gone.as_string());
   Session s = NewSession(c, {{"templateId", tpl}});
   Value notes = c.Call("collab:listNotes", s.As(s.b));
   REQUIRE(notes.as_array().size() == 2);
@@ -587,6 +744,23 @@ TEST_CASE("compute: credits never go below zero") {
               Code::kInvalidArgument, "credits");
   CHECK_ERROR(c.Try("collab:addComputeCredits", s.As(s.observer, {{"credits", Value::Int64(5)}})),
               Code::kPermissionDenied, "observer");
+  CHECK_ERROR(c.Try("collab:addComputeCredits", s.As(s.a, {{"credits", Value::Int64(0)}})),
+              Code::kInvalidArgument, "credits", "not positive");
+
+  // Credits that would overflow int64 (and wrap the balance negative) are refused.
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  CHECK(c.Call("collab:addComputeCredits", s.As(s.a, {{"credits", Value::Int64(max - 5)}})) ==
+        Value::Int64(max - 5));
+  const size_t activity = c.ActivityCount();
+  CHECK_ERROR(c.Try("collab:addComputeCredits", s.As(s.a, {{"credits", Value::Int64(6)}})),
+              Code::kInvalidArgument, "table \"collab_computePools\" field \"balance\"",
+              "overflow");
+  CHECK_ERROR(c.Try("collab:addComputeCredits", s.As(s.a, {{"credits", Value::Int64(max)}})),
+              Code::kInvalidArgument, "collab_computePools", "balance");
+  CHECK(c.ActivityCount() == activity);
+  CHECK(c.Call("collab:getComputePool", s.As(s.a))["balance"] == Value::Int64(max - 5));
+  CHECK(c.Call("collab:addComputeCredits", s.As(s.a, {{"credits", Value::Int64(5)}})) ==
+        Value::Int64(max));
 
   // Concurrent jobs cannot overdraw together either.
   Session t = NewSession(c);
@@ -607,6 +781,20 @@ TEST_CASE("compute: credits never go below zero") {
   for (std::thread& th : threads) th.join();
   CHECK(accepted == 5);
   CHECK(c.Call("collab:getComputePool", t.As(t.a))["balance"] == Value::Int64(0));
+}
+
+TEST_CASE("compute: the pool shows its newest 50 jobs, newest first") {
+  Collab c;
+  Session s = NewSession(c);
+  c.Call("collab:addComputeCredits", s.As(s.a, {{"credits", Value::Int64(60)}}));
+  for (int i = 0; i < 55; ++i) {
+    c.Call("collab:submitComputeJob", s.As(s.a, {{"cost", Value::Int64(1)}, {"description", "j"}}));
+  }
+  Value pool = c.Call("collab:getComputePool", s.As(s.observer));
+  CHECK(pool["balance"] == Value::Int64(5));
+  REQUIRE(pool["jobs"].as_array().size() == 50);
+  CHECK(pool["jobs"].as_array()[0]["balanceAfter"] == Value::Int64(5));
+  CHECK(pool["jobs"].as_array()[49]["balanceAfter"] == Value::Int64(54));
 }
 
 TEST_CASE("webhooks: matching events are delivered, signed with the secret") {
@@ -662,8 +850,11 @@ TEST_CASE("webhooks: matching events are delivered, signed with the secret") {
   CHECK(c.Call("collab:listWebhooks", {}, admin).as_array().size() == 1);
   CHECK_ERROR(c.Try("collab:deleteWebhook", {{"webhookId", notes_hook["webhookId"]}}, admin),
               Code::kNotFound, "collab_webhooks");
+  const size_t jobs = c.DeliveryJobs().size();
   c.Call("collab:createNote", s.As(s.a, {{"title", "U"}, {"content", ""}}));
+  CHECK(c.DeliveryJobs().size() == jobs);  // no webhook takes note events any more
   c.Call("collab:sendMessage", s.As(s.a, {{"content", "pong"}}));
+  CHECK(c.DeliveryJobs().size() == jobs + 1);
   REQUIRE(Eventually([&] { return c.DeliveryCount() >= 3; }));
   {
     std::lock_guard<std::mutex> lock(c.mu);
@@ -671,6 +862,82 @@ TEST_CASE("webhooks: matching events are delivered, signed with the secret") {
                         [](const auto& d) { return d.url == "https://example.com/notes"; }) == 1);
     CHECK(c.deliveries.back().url == "https://example.com/messages");
   }
+}
+
+TEST_CASE("webhooks: a sender error fails the delivery job, naming the endpoint") {
+  Collab c;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.failing_url = "https://down.example.com/hook";
+  }
+  c.Call("collab:registerWebhook",
+         {{"url", "https://down.example.com/hook"}, {"events", Array{"session.created"}}},
+         Auth::Admin());
+  c.Call("collab:registerWebhook",
+         {{"url", "https://up.example.com/hook"}, {"events", Array{"session.created"}}},
+         Auth::Admin());
+  NewSession(c, {}, /*join=*/false);
+  REQUIRE(c.DeliveryJobs().size() == 1);
+  std::string state, error;
+  REQUIRE(Eventually([&] {
+    const Document job = c.DeliveryJobs().front();
+    state = job["state"].as_string();
+    error = job["error"].is_string() ? job["error"].as_string() : "";
+    return state == "failed" || state == "success";
+  }));
+  CHECK(state == "failed");
+  CHECK(error.find("https://down.example.com/hook") != std::string::npos);
+  CHECK(error.find("endpoint down") != std::string::npos);
+  CHECK(error.find("up.example.com") == std::string::npos);
+  // The other endpoint still got the event.
+  std::lock_guard<std::mutex> lock(c.mu);
+  REQUIRE(c.deliveries.size() == 1);
+  CHECK(c.deliveries[0].url == "https://up.example.com/hook");
+}
+
+TEST_CASE("profiles: admins or the agent itself (by its own session token); patch given fields") {
+  Collab c;
+  Session s = NewSession(c);
+  const Object profile{{"agentId", "agent-beta"}, {"name", "Beta"}};
+  CHECK_ERROR(c.Try("collab:upsertAgentProfile", profile), Code::kPermissionDenied,
+              "collab_agentProfiles", "agent-beta", "admin");
+  CHECK_ERROR(c.Try("collab:upsertAgentProfile", profile, Auth::User({.subject = "u"})),
+              Code::kPermissionDenied, "agent-beta");
+  // Another agent's token, or the observer's, does not do.
+  Object as_alpha = s.As(s.a, profile);
+  CHECK_ERROR(c.Try("collab:upsertAgentProfile", as_alpha), Code::kPermissionDenied, "agent_a",
+              "its own agent");
+  CHECK_ERROR(c.Try("collab:upsertAgentProfile", s.As(s.observer, profile)),
+              Code::kPermissionDenied, "observer");
+  CHECK_ERROR(c.Try("collab:upsertAgentProfile", s.As("agt_forged", profile)),
+              Code::kPermissionDenied, s.sid);
+  CHECK(c.Call("collab:getAgentProfile", {{"agentId", "agent-beta"}}).is_null());
+
+  c.Call("collab:upsertAgentProfile", s.As(s.b, {{"agentId", "agent-beta"},
+                                                 {"name", "Beta"},
+                                                 {"description", "reviews code"},
+                                                 {"capabilities", Array{"python"}}}));
+  Value p = c.Call("collab:getAgentProfile", {{"agentId", "agent-beta"}});
+  CHECK(p["description"] == Value("reviews code"));
+  // Only the given fields change.
+  c.Call("collab:upsertAgentProfile", {{"agentId", "agent-beta"}, {"name", "Beta 2"}},
+         Auth::User({.subject = "ops", .roles = {"admin"}}));
+  p = c.Call("collab:getAgentProfile", {{"agentId", "agent-beta"}});
+  CHECK(p["name"] == Value("Beta 2"));
+  CHECK(p["description"] == Value("reviews code"));
+  CHECK(p["capabilities"] == Value(Array{"python"}));
+  c.Call("collab:upsertAgentProfile",
+         s.As(s.b, {{"agentId", "agent-beta"}, {"capabilities", Array{"go"}}}));
+  p = c.Call("collab:getAgentProfile", {{"agentId", "agent-beta"}});
+  CHECK(p["name"] == Value("Beta 2"));
+  CHECK(p["description"] == Value("reviews code"));
+  CHECK(p["capabilities"] == Value(Array{"go"}));
+  // A new profile without a name is named after the agent.
+  c.Call("collab:upsertAgentProfile", s.As(s.a, {{"agentId", "agent-alpha"}}));
+  CHECK(c.Call("collab:getAgentProfile", {{"agentId", "agent-alpha"}})["name"] ==
+        Value("agent-alpha"));
+  CHECK_ERROR(c.Try("collab:upsertAgentProfile", {{"agentId", "x"}, {"name", ""}}, Auth::Admin()),
+              Code::kInvalidArgument, "collab_agentProfiles", "name");
 }
 
 TEST_CASE("webhooks: a workspace's webhook takes only that workspace's sessions' events") {
@@ -782,7 +1049,7 @@ TEST_CASE("live: public listings fire on a public session, not on a private one"
   Value last;
   std::mutex mu;
   absl::StatusOr<Subscription> sub = c.db->SubscribeFunction(
-      "collab:listPublicSessions", Value(Object{}), UpdateSlot([&](const QueryUpdate& u) {
+      "collab:listPublicSessions", Value(FirstPage()), UpdateSlot([&](const QueryUpdate& u) {
         std::lock_guard<std::mutex> lock(mu);
         last = *u.result;
         ++updates;
@@ -797,8 +1064,135 @@ TEST_CASE("live: public listings fire on a public session, not on a private one"
   REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
   CHECK(updates == 2);
   std::lock_guard<std::mutex> lock(mu);
-  REQUIRE(last.as_array().size() == 1);
-  CHECK(last.as_array()[0]["name"] == Value("public one"));
+  REQUIRE(last["page"].as_array().size() == 1);
+  CHECK(last["page"].as_array()[0]["name"] == Value("public one"));
+}
+
+// A live view through a counting wrapper query "test:counted_<fn>" around collab:<fn>: the
+// engine skips deliveries of unchanged results but not runs, so `runs` shows whether a write
+// touched what the query read.
+struct CountedView {
+  std::shared_ptr<std::atomic<int>> runs = std::make_shared<std::atomic<int>>(0);
+  std::mutex mu;
+  Value last;  // guarded by mu
+  Subscription sub;
+
+  int Runs() const { return runs->load(); }
+  Value Last() {
+    std::lock_guard<std::mutex> lock(mu);
+    return last;
+  }
+};
+
+std::unique_ptr<CountedView> Watch(Collab& c, const std::string& fn, Object args) {
+  auto view = std::make_unique<CountedView>();
+  REQUIRE_OK(c.db->RegisterQuery(
+      {.name = "test:counted_" + fn},
+      [runs = view->runs, fn](QueryContext& ctx, const Value& a) -> absl::StatusOr<Value> {
+        ++*runs;
+        return ctx.RunQuery("collab:" + fn, a);
+      }));
+  CountedView* v = view.get();
+  absl::StatusOr<Subscription> sub = c.db->SubscribeFunction(
+      "test:counted_" + fn, Value(std::move(args)), UpdateSlot([v](const QueryUpdate& u) {
+        std::lock_guard<std::mutex> lock(v->mu);
+        v->last = u.result.ok() ? *u.result : Value(u.result.status().ToString());
+      }));
+  REQUIRE(sub.ok());
+  view->sub = *std::move(sub);
+  c.Settle();
+  REQUIRE(view->Runs() >= 1);
+  return view;
+}
+
+// Runs `write`, waits for delivery and checks the view did not run again.
+template <typename Write>
+void CheckNotRerun(Collab& c, CountedView& view, Write write) {
+  const int runs = view.Runs();
+  write();
+  c.Settle();
+  CHECK(view.Runs() == runs);
+}
+
+// Runs `write`, waits for delivery and checks the view ran again.
+template <typename Write>
+void CheckRerun(Collab& c, CountedView& view, Write write) {
+  const int runs = view.Runs();
+  write();
+  c.Settle();
+  CHECK(view.Runs() > runs);
+}
+
+TEST_CASE("live: notes and files re-run on their session's writes, not on unrelated ones") {
+  Collab c;
+  Session s = NewSession(c);
+  Session t = NewSession(c);
+  std::unique_ptr<CountedView> notes = Watch(c, "listNotes", s.As(s.observer));
+  std::unique_ptr<CountedView> files = Watch(c, "listFiles", s.As(s.observer));
+  // Unrelated: another session's note and file, a heartbeat here, a host-level write.
+  // (Content writes in this session touch its row, which every session query authenticates
+  // against, so they re-run it: see the README's decisions.)
+  int workspaces = 0;
+  for (CountedView* view : {notes.get(), files.get()}) {
+    CheckNotRerun(c, *view, [&] {
+      c.Call("collab:createNote", t.As(t.a, {{"title", "T"}, {"content", ""}}));
+      c.Call("collab:writeFile", t.As(t.a, {{"path", "x"}, {"content", "y"}}));
+      c.Call("collab:heartbeat", s.As(s.a, {{"status", "online"}}));
+      c.Call("collab:createWorkspace",
+             {{"name", "W"}, {"slug", "w" + std::to_string(++workspaces)}});
+    });
+  }
+  CheckRerun(c, *notes, [&] {
+    c.Call("collab:createNote", s.As(s.a, {{"title", "Plan"}, {"content", "v1"}}));
+  });
+  REQUIRE(notes->Last().is_array());
+  REQUIRE(notes->Last().as_array().size() == 1);
+  CHECK(notes->Last().as_array()[0]["title"] == Value("Plan"));
+  CheckRerun(c, *files, [&] {
+    c.Call("collab:writeFile", s.As(s.b, {{"path", "src/a.py"}, {"content", "print()"}}));
+  });
+  REQUIRE(files->Last().is_array());
+  REQUIRE(files->Last().as_array().size() == 1);
+  CHECK(files->Last().as_array()[0]["path"] == Value("src/a.py"));
+}
+
+TEST_CASE("live: getSession shows a status change; other sessions' changes do not re-run it") {
+  Collab c;
+  Session s = NewSession(c);
+  Session t = NewSession(c);
+  std::unique_ptr<CountedView> view = Watch(c, "getSession", s.As(s.observer));
+  CHECK(view->Last()["status"] == Value("active"));
+  CheckNotRerun(c, *view, [&] {
+    c.Call("collab:setStatus", t.As(t.a, {{"status", "paused"}}));
+    c.Call("collab:heartbeat", s.As(s.a, {{"status", "online"}}));
+    c.Call("collab:upsertAgentProfile", {{"agentId", "agent-alpha"}}, Auth::Admin());
+  });
+  CheckRerun(c, *view, [&] { c.Call("collab:setStatus", s.As(s.b, {{"status", "paused"}})); });
+  CHECK(view->Last()["status"] == Value("paused"));
+}
+
+TEST_CASE("live: presence shows heartbeats and the sweep's removals, not other sessions'") {
+  Collab c;
+  Session s = NewSession(c);
+  Session t = NewSession(c);
+  // The functions' clock 200 s behind: rows it writes are fresh by it but expired by the
+  // engine's sweep (real clock).
+  *c.clock_offset_ms = -200'000;
+  std::unique_ptr<CountedView> view = Watch(c, "listPresence", s.As(s.observer));
+  CHECK(view->Last().as_array().empty());
+  CheckNotRerun(c, *view, [&] {
+    c.Call("collab:heartbeat", t.As(t.a, {{"status", "online"}}));
+    c.Call("collab:createWorkspace", {{"name", "W"}, {"slug", "w"}});
+  });
+  CheckRerun(c, *view, [&] { c.Call("collab:heartbeat", s.As(s.b, {{"status", "working"}})); });
+  REQUIRE(view->Last().as_array().size() == 1);
+  CHECK(view->Last().as_array()[0]["agentId"] == Value("agent-beta"));
+  CheckRerun(c, *view, [&] {
+    absl::StatusOr<size_t> swept = c.db->SweepExpired();
+    REQUIRE(swept.ok());
+    CHECK(*swept == 2);  // both sessions' rows
+  });
+  CHECK(view->Last().as_array().empty());
 }
 
 }  // namespace

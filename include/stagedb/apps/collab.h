@@ -20,8 +20,10 @@
 // Errors: InvalidArgument for bad input (naming the field and value), NotFound naming the
 // missing session, note, file, template, workspace or webhook, PermissionDenied for a wrong
 // token, invite code or role, FailedPrecondition for a step the rules refuse (a status
-// transition, a stale note version, an expired or used invite, an overdrawn compute pool), and
-// AlreadyExists for a second rating of the same agent in the same session.
+// transition, joining a session that is not waiting, an expired or used invite, an overdrawn
+// compute pool), Aborted ("conflict") for a stale note version, and AlreadyExists for a second
+// rating of the same agent in the same session. Errors reachable with an invite code alone
+// name the table and field, never the session or its agents.
 #ifndef STAGEDB_APPS_COLLAB_H_
 #define STAGEDB_APPS_COLLAB_H_
 
@@ -55,7 +57,8 @@ struct CollabOptions {
   std::function<absl::Status(const WebhookDelivery&)> send_webhook;
   // How long an invite code stays valid after the session is created.
   absl::Duration invite_ttl = absl::Hours(24);
-  // The clock of every timestamp the functions write (createdAt, lastSeenAt, invite expiry).
+  // The clock of every timestamp the functions write (createdAt, lastSeenAt, invite expiry)
+  // and of presence staleness (listPresence hides rows older than the 120 s TTL by it).
   // Empty: absl::Now. Tests move it to expire invites and presence.
   std::function<absl::Time()> now;
 };

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <initializer_list>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,12 +43,18 @@ constexpr std::string_view kInviteNouns[] = {
     "CEDAR", "COMET",  "CORAL", "DELTA", "DUNE",   "FALCON", "GLADE",  "GROVE",  "HAVEN",  "LOTUS",
     "MESA",  "NOVA",   "OTTER", "PEARL", "QUARTZ", "ROBIN",  "SAGE",   "WILLOW"};
 
-// Allowed status moves: waiting -> active <-> paused -> completed, and active -> completed.
-constexpr std::pair<std::string_view, std::string_view> kTransitions[] = {{"waiting", "active"},
-                                                                          {"active", "paused"},
-                                                                          {"paused", "active"},
-                                                                          {"active", "completed"},
-                                                                          {"paused", "completed"}};
+// Allowed status moves, exactly: waiting -> active <-> paused -> completed (a session is
+// completed only from paused).
+constexpr std::pair<std::string_view, std::string_view> kTransitions[] = {
+    {"waiting", "active"}, {"active", "paused"}, {"paused", "active"}, {"paused", "completed"}};
+
+// Presence rows older than this (by the functions' clock) are stale; the schema's "ttl" on
+// collab_presence.lastSeenAt (120 s) has the engine's sweep remove them.
+constexpr double kPresenceTtlMs = 120'000;
+// Page sizes: listMessages' default and largest limit, and the jobs getComputePool shows.
+constexpr int64_t kDefaultMessageLimit = 200;
+constexpr int64_t kMaxPageItems = 1000;
+constexpr size_t kPoolJobsShown = 50;
 
 enum class Role { kAgentA, kAgentB, kObserver };
 
@@ -396,6 +403,44 @@ absl::StatusOr<std::vector<Document>> SessionRows(Reader& db, std::string_view t
       .Collect();
 }
 
+// The Convex paginationOpts argument {numItems, cursor?}, as a JSON fragment to splice into
+// `args`.
+#define COLLAB_PAGINATION_ARGS \
+  R"("paginationOpts": {"type": "object", "fields": {"numItems": "number", "cursor": {"type": "optional", "of": {"type": "union", "of": ["string", "null"]}}}})"
+
+// A whole-number argument from 1 to kMaxPageItems (a page size), named `field` of `table`.
+absl::Status RequirePageSize(std::string_view table, std::string_view field, double n) {
+  if (n >= 1 && n <= static_cast<double>(kMaxPageItems) && n == static_cast<int64_t>(n)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrFormat("table \"%s\" field \"%s\": %g must be a whole number from 1 to %d", table,
+                      field, n, kMaxPageItems));
+}
+
+// One page of `query` per args.paginationOpts, as {page, continueCursor, isDone} with each
+// document shown by `view`.
+Result Page(std::string_view table, Query query, const Value& args,
+            const std::function<Value(const Document&)>& view) {
+  const Value& opts = args["paginationOpts"];
+  const double num_items = opts["numItems"].as_float64();
+  if (absl::Status s = RequirePageSize(table, "paginationOpts.numItems", num_items); !s.ok()) {
+    return s;
+  }
+  PaginationOptions options{.num_items = static_cast<size_t>(num_items)};
+  if (opts["cursor"].is_string()) options.cursor = opts["cursor"].as_string();
+  absl::StatusOr<PaginationResult> page = query.Paginate(options);
+  if (!page.ok()) return page.status();
+  Array items;
+  items.reserve(page->page.size());
+  for (const Document& d : page->page) items.push_back(view(d));
+  return Value(Object{{"page", Value(std::move(items))},
+                      {"continueCursor", page->continue_cursor},
+                      {"isDone", page->is_done}});
+}
+
+Value WholeDocument(const Document& d) { return d.ToValue(); }
+
 void RegisterSessions(Registrar& r) {
   r.Mutation(
       {.name = "collab:createSession", .args = R"({"name": "string", "agentId": "string",
@@ -494,7 +539,7 @@ void RegisterSessions(Registrar& r) {
       });
 
   // Joins as agent B with an invite code (case-insensitive); with sessionId, the code must be
-  // that session's. The session moves from waiting to active.
+  // that session's. Only a "waiting" session takes agent B; it moves to active.
   r.Mutation(
       {.name = "collab:joinSession", .args = R"({"inviteCode": "string", "agentId": "string",
                    "sessionId": {"type": "optional", "of": "string"}})"},
@@ -510,7 +555,9 @@ void RegisterSessions(Registrar& r) {
           if (!session.ok()) return session.status();
           if ((*session)["inviteCode"].as_string() != code) {
             return absl::PermissionDeniedError(absl::StrFormat(
-                "session \"%s\": wrong invite code \"%s\"", args["sessionId"].as_string(), code));
+                "table \"collab_sessions\" field \"inviteCode\": wrong invite code \"%s\" for "
+                "session \"%s\"",
+                code, args["sessionId"].as_string()));
           }
           candidates.push_back(*std::move(session));
         } else {
@@ -521,37 +568,47 @@ void RegisterSessions(Registrar& r) {
                   .Collect();
           if (!found.ok()) return found.status();
           if (found->empty()) {
-            return absl::PermissionDeniedError(
-                absl::StrFormat("invite code \"%s\" matches no session", code));
+            return absl::PermissionDeniedError(absl::StrFormat(
+                "table \"collab_sessions\" field \"inviteCode\": invite code \"%s\" matches no "
+                "session",
+                code));
           }
           candidates = *std::move(found);
         }
         const double now = op.now();
         auto open = std::find_if(candidates.begin(), candidates.end(),
                                  [&](const Document& s) { return InviteOpen(s, now); });
+        // The errors above and below, up to the status check, are reachable with a guessed code
+        // alone: they name the table and field, never the session or its agents.
         if (open == candidates.end()) {
           // The newest session with the code says why it is closed.
           const Document& last = candidates.back();
-          if (last["agentBId"].is_string()) {
-            return absl::FailedPreconditionError(absl::StrFormat(
-                "session \"%s\": invite code \"%s\" already used (agent \"%s\" joined)",
-                last["sid"].as_string(), code, last["agentBId"].as_string()));
-          }
           return absl::FailedPreconditionError(absl::StrFormat(
-              "session \"%s\": invite code \"%s\" expired at %s", last["sid"].as_string(), code,
-              absl::FormatTime(absl::FromUnixMillis(
-                  static_cast<int64_t>(last["inviteExpiresAt"].as_float64())))));
+              "table \"collab_sessions\" field \"inviteCode\": invite code \"%s\" is %s", code,
+              last["agentBId"].is_string() ? "already used" : "expired"));
         }
         if ((*open)["agentAId"].as_string() == agent) {
           return absl::InvalidArgumentError(absl::StrFormat(
-              "session \"%s\": agent \"%s\" created it and cannot join it as agent B",
-              (*open)["sid"].as_string(), agent));
+              "table \"collab_sessions\" field \"agentBId\": agent \"%s\" created this session "
+              "and cannot join it as agent B",
+              agent));
+        }
+        // The code is valid and open (a join would reveal the session anyway).
+        if (const std::string& status = (*open)["status"].as_string(); status != "waiting") {
+          return absl::FailedPreconditionError(absl::StrFormat(
+              "table \"collab_sessions\" session \"%s\" field \"status\": is \"%s\"; agent B "
+              "joins only a \"waiting\" session",
+              (*open)["sid"].as_string(), status));
         }
         absl::StatusOr<std::string> token = GenerateToken("agt_");
         if (!token.ok()) return token.status();
-        Object patch{{"agentBId", agent}, {"agentBToken", HashToken(*token).sha256_hex}};
-        if ((*open)["status"].as_string() == "waiting") patch["status"] = Value("active");
-        if (absl::Status s = op.db().Patch(open->id(), std::move(patch)); !s.ok()) return s;
+        if (absl::Status s =
+                op.db().Patch(open->id(), {{"agentBId", agent},
+                                           {"agentBToken", HashToken(*token).sha256_hex},
+                                           {"status", "active"}});
+            !s.ok()) {
+          return s;
+        }
         Member joined{*open, Role::kAgentB, agent};
         if (absl::Status s = op.RecordFor(joined, "session.joined", {{"agentId", agent}});
             !s.ok()) {
@@ -616,34 +673,31 @@ void RegisterSessions(Registrar& r) {
             return view;
           }));
 
-  // Public (not private, not deleted) sessions, newest first; of one workspace when given.
+  // Public (not private, not deleted) sessions, newest first, one page; of one workspace when
+  // given.
   r.Query(
       {.name = "collab:listPublicSessions",
        .args =
-           R"({"workspaceId": {"type": "optional", "of": {"type": "id", "table": "collab_workspaces"}}})"},
+           R"({"workspaceId": {"type": "optional", "of": {"type": "id", "table": "collab_workspaces"}},
+                   )" COLLAB_PAGINATION_ARGS "}"},
       [](QueryContext& ctx, const Value& args) -> Result {
         IndexRange range = args["workspaceId"].is_string()
                                ? Eq("workspaceId", args["workspaceId"]).Eq("isPrivate", false)
                                : Eq("isPrivate", false);
-        absl::StatusOr<std::vector<Document>> sessions =
-            ctx.db()
-                .Table("collab_sessions")
-                .WithIndex(args["workspaceId"].is_string() ? "by_workspace" : "by_visibility",
-                           range)
-                .Order(SortOrder::kDesc)
-                .Collect();
-        if (!sessions.ok()) return sessions.status();
-        Array out;
-        for (const Document& s : *sessions) out.push_back(SessionSummary(s));
-        return Value(std::move(out));
+        Query query = ctx.db().Table("collab_sessions");
+        query.WithIndex(args["workspaceId"].is_string() ? "by_workspace" : "by_visibility", range)
+            .Order(SortOrder::kDesc);
+        return Page("collab_sessions", std::move(query), args, SessionSummary);
       });
 
-  r.Query({.name = "collab:listActivity", .args = kSessionArgs},
-          SessionQuery([](Reader& db, const Member& m, const Value&) -> Result {
-            absl::StatusOr<std::vector<Document>> rows =
-                SessionRows(db, "collab_activity", "by_session", m);
-            if (!rows.ok()) return rows.status();
-            return DocumentsValue(*rows);
+  // The session's activity log, newest first, one page.
+  r.Query({.name = "collab:listActivity",
+           .args = "{" COLLAB_SESSION_ARGS ", " COLLAB_PAGINATION_ARGS "}"},
+          SessionQuery([](Reader& db, const Member& m, const Value& args) -> Result {
+            Query query = db.Table("collab_activity");
+            query.WithIndex("by_session", Eq("sessionId", Value(m.session.id())))
+                .Order(SortOrder::kDesc);
+            return Page("collab_activity", std::move(query), args, WholeDocument);
           }));
 }
 
@@ -674,18 +728,27 @@ void RegisterMessages(Registrar& r) {
         return Value::Int64(*seq);
       });
 
-  // The transcript in seq order; with afterSeq, only the messages after it.
-  r.Query(
-      {.name = "collab:listMessages",
-       .args = R"({)" COLLAB_SESSION_ARGS R"(, "afterSeq": {"type": "optional", "of": "int64"}})"},
-      SessionQuery([](Reader& db, const Member& m, const Value& args) -> Result {
-        IndexRange range = Eq("sessionId", Value(m.session.id()));
-        if (args["afterSeq"].is_int64()) range.Gt("seq", args["afterSeq"]);
-        absl::StatusOr<std::vector<Document>> rows =
-            db.Table("collab_messages").WithIndex("by_session_seq", range).Collect();
-        if (!rows.ok()) return rows.status();
-        return DocumentsValue(*rows);
-      }));
+  // The transcript in seq order, at most `limit` messages (default 200, at most 1000); with
+  // afterSeq, only the messages after it (the next call passes the last seq it got).
+  r.Query({.name = "collab:listMessages",
+           .args = R"({)" COLLAB_SESSION_ARGS R"(, "afterSeq": {"type": "optional", "of": "int64"},
+                   "limit": {"type": "optional", "of": "int64"}})"},
+          SessionQuery([](Reader& db, const Member& m, const Value& args) -> Result {
+            const int64_t limit =
+                args["limit"].is_int64() ? args["limit"].as_int64() : kDefaultMessageLimit;
+            if (absl::Status s =
+                    RequirePageSize("collab_messages", "limit", static_cast<double>(limit));
+                !s.ok()) {
+              return s;
+            }
+            IndexRange range = Eq("sessionId", Value(m.session.id()));
+            if (args["afterSeq"].is_int64()) range.Gt("seq", args["afterSeq"]);
+            absl::StatusOr<std::vector<Document>> rows = db.Table("collab_messages")
+                                                             .WithIndex("by_session_seq", range)
+                                                             .Take(static_cast<size_t>(limit));
+            if (!rows.ok()) return rows.status();
+            return DocumentsValue(*rows);
+          }));
 }
 
 absl::StatusOr<Document> SessionNote(Reader& db, const Member& m, const std::string& note_id) {
@@ -722,8 +785,8 @@ void RegisterNotes(Registrar& r) {
                return Value(*id);
              });
 
-  // Optimistic locking: the caller names the version it read; a stale one is refused
-  // (FailedPrecondition naming the note and both versions) and nothing is written.
+  // Optimistic locking: the caller names the version it read; a stale one is refused with a
+  // conflict (Aborted naming the note and both versions) and nothing is written.
   r.Mutation(
       {.name = "collab:updateNote",
        .args = R"({)" COLLAB_SESSION_ARGS R"(, "noteId": {"type": "id", "table": "collab_notes"},
@@ -739,9 +802,9 @@ void RegisterNotes(Registrar& r) {
         const int64_t current = (*note)["version"].as_int64();
         const int64_t expected = args["expectedVersion"].as_int64();
         if (current != expected) {
-          return absl::FailedPreconditionError(absl::StrFormat(
-              "table \"collab_notes\" note \"%s\" field \"version\": stale version %d "
-              "(current %d)",
+          return absl::AbortedError(absl::StrFormat(
+              "table \"collab_notes\" note \"%s\" field \"version\": conflict: stale version "
+              "%d (current %d)",
               note->id().text(), expected, current));
         }
         if (absl::Status s = RequireNonEmptyArgs("collab_notes", args, {"title"}); !s.ok()) {
@@ -885,11 +948,16 @@ void RegisterPresence(Registrar& r) {
         return Value(nullptr);
       });
 
+  // Who is here: rows seen within the TTL by the functions' clock, so a stale row is hidden
+  // even before the engine's sweep removes it.
   r.Query({.name = "collab:listPresence", .args = kSessionArgs},
-          SessionQuery([](Reader& db, const Member& m, const Value&) -> Result {
+          SessionQuery([env = r.env()](Reader& db, const Member& m, const Value&) -> Result {
             absl::StatusOr<std::vector<Document>> rows =
                 SessionRows(db, "collab_presence", "by_session_agent", m);
             if (!rows.ok()) return rows.status();
+            const double oldest = env->NowMs() - kPresenceTtlMs;
+            std::erase_if(*rows,
+                          [&](const Document& p) { return p["lastSeenAt"].as_float64() < oldest; });
             return DocumentsValue(*rows);
           }));
 }
@@ -901,29 +969,57 @@ absl::StatusOr<std::optional<Document>> FindProfile(Reader& db, std::string_view
 }
 
 void RegisterProfiles(Registrar& r) {
+  // Creates or edits an agent's profile. Allowed to admins (Auth::Admin or role "admin") and to
+  // the agent itself, proved by its own token in a session it is agent A or B of (sessionId
+  // and token). Only the fields given change; a new profile's name defaults to the agentId.
   r.Mutation(
       {.name = "collab:upsertAgentProfile",
-       .args = R"({"agentId": "string", "name": "string",
+       .args = R"({"agentId": "string", "name": {"type": "optional", "of": "string"},
                           "description": {"type": "optional", "of": "string"},
-                          "capabilities": {"type": "optional", "of": {"type": "array", "items": "string"}}})",
+                          "capabilities": {"type": "optional", "of": {"type": "array", "items": "string"}},
+                          "sessionId": {"type": "optional", "of": "string"},
+                          "token": {"type": "optional", "of": "string"}})",
        .returns = R"({"type": "id", "table": "collab_agentProfiles"})"},
       [](Op& op, const Value& args) -> Result {
         const std::string& agent = args["agentId"].as_string();
-        if (absl::Status s = RequireNonEmpty("collab_agentProfiles", "agentId", agent); !s.ok()) {
+        if (absl::Status s = RequireNonEmptyArgs("collab_agentProfiles", args, {"agentId", "name"});
+            !s.ok()) {
           return s;
+        }
+        std::string actor = HostActor(op.ctx.auth());
+        if (!RequireAdmin(op.ctx.auth(), "collab:upsertAgentProfile").ok()) {
+          if (!args["sessionId"].is_string() || !args["token"].is_string()) {
+            return absl::PermissionDeniedError(absl::StrFormat(
+                "table \"collab_agentProfiles\" agent \"%s\": needs Auth::Admin(), a user with "
+                "role \"admin\", or the agent's own sessionId and token",
+                agent));
+          }
+          absl::StatusOr<Member> m = Authenticate(op.db(), args);
+          if (!m.ok()) return m.status();
+          if (m->role == Role::kObserver || m->agent_id != agent) {
+            return absl::PermissionDeniedError(absl::StrFormat(
+                "table \"collab_agentProfiles\" agent \"%s\": role \"%s\" of session \"%s\" "
+                "may edit only its own agent's profile",
+                agent, RoleName(m->role), m->sid()));
+          }
+          actor = agent;
         }
         absl::StatusOr<std::optional<Document>> existing = FindProfile(op.db(), agent);
         if (!existing.ok()) return existing.status();
         Object fields{{"name", args["name"]},
                       {"description", args["description"]},
-                      {"capabilities",
-                       args["capabilities"].is_array() ? args["capabilities"] : Value(Array{})},
+                      {"capabilities", args["capabilities"]},
                       {"updatedAt", op.now()}};
         DocumentId id;
         if (existing->has_value()) {
           id = (*existing)->id();
-          if (absl::Status s = op.db().Patch(id, std::move(fields)); !s.ok()) return s;
+          // Patch removes undefined fields: leave out the ones not given.
+          if (absl::Status s = op.db().Patch(id, Compact(std::move(fields)).as_object()); !s.ok()) {
+            return s;
+          }
         } else {
+          if (!args["name"].is_string()) fields["name"] = Value(agent);
+          if (!args["capabilities"].is_array()) fields["capabilities"] = Value(Array{});
           fields["agentId"] = Value(agent);
           fields["ratingCount"] = Value::Int64(0);
           fields["ratingSum"] = Value::Int64(0);
@@ -934,8 +1030,7 @@ void RegisterProfiles(Registrar& r) {
           if (!inserted.ok()) return inserted.status();
           id = *inserted;
         }
-        absl::Status s =
-            op.Record(nullptr, HostActor(op.ctx.auth()), "profile.updated", {{"agentId", agent}});
+        absl::Status s = op.Record(nullptr, actor, "profile.updated", {{"agentId", agent}});
         if (!s.ok()) return s;
         return Value(id);
       });
@@ -1202,9 +1297,11 @@ void RegisterSpacesAndTemplates(Registrar& r) {
         if (absl::Status s = RequireNonEmptyArgs("collab_templates", args, {"name"}); !s.ok()) {
           return s;
         }
-        for (const Value& note : args["seedNotes"].as_array()) {
+        const Array& seeds = args["seedNotes"].as_array();
+        for (size_t i = 0; i < seeds.size(); ++i) {
           if (absl::Status s =
-                  RequireNonEmpty("collab_templates", "seedNotes.title", note["title"].as_string());
+                  RequireNonEmpty("collab_templates", absl::StrFormat("seedNotes[%d].title", i),
+                                  seeds[i]["title"].as_string());
               !s.ok()) {
             return s;
           }
@@ -1220,14 +1317,16 @@ void RegisterSpacesAndTemplates(Registrar& r) {
 }
 
 absl::StatusOr<Document> SessionPool(Reader& db, const Member& m) {
-  absl::StatusOr<std::vector<Document>> pools =
-      SessionRows(db, "collab_computePools", "by_session", m);
-  if (!pools.ok()) return pools.status();
-  if (pools->empty()) {
+  absl::StatusOr<std::optional<Document>> pool =
+      db.Table("collab_computePools")
+          .WithIndex("by_session", Eq("sessionId", Value(m.session.id())))
+          .First();
+  if (!pool.ok()) return pool.status();
+  if (!pool->has_value()) {
     return absl::NotFoundError(
         absl::StrFormat("table \"collab_computePools\": no pool for session \"%s\"", m.sid()));
   }
-  return pools->front();
+  return **std::move(pool);
 }
 
 // A positive int64 argument (credits, costs).
@@ -1252,7 +1351,14 @@ void RegisterCompute(Registrar& r) {
         if (!credits.ok()) return credits.status();
         absl::StatusOr<Document> pool = SessionPool(op.db(), *m);
         if (!pool.ok()) return pool.status();
-        const int64_t balance = (*pool)["balance"].as_int64() + *credits;
+        const int64_t before = (*pool)["balance"].as_int64();
+        if (*credits > std::numeric_limits<int64_t>::max() - before) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "table \"collab_computePools\" field \"balance\": adding %d credits to %d would "
+              "overflow int64",
+              *credits, before));
+        }
+        const int64_t balance = before + *credits;
         absl::Status s = op.db().Patch(
             pool->id(), {{"balance", Value::Int64(balance)}, {"updatedAt", op.now()}});
         if (!s.ok()) return s;
@@ -1299,12 +1405,16 @@ void RegisterCompute(Registrar& r) {
                return Value(Object{{"jobId", Value(*job)}, {"balance", Value::Int64(after)}});
              });
 
+  // The pool's balance and its newest jobs (at most kPoolJobsShown, newest first).
   r.Query({.name = "collab:getComputePool", .args = kSessionArgs},
           SessionQuery([](Reader& db, const Member& m, const Value&) -> Result {
             absl::StatusOr<Document> pool = SessionPool(db, m);
             if (!pool.ok()) return pool.status();
             absl::StatusOr<std::vector<Document>> jobs =
-                SessionRows(db, "collab_computeJobs", "by_session", m);
+                db.Table("collab_computeJobs")
+                    .WithIndex("by_session", Eq("sessionId", Value(m.session.id())))
+                    .Order(SortOrder::kDesc)
+                    .Take(kPoolJobsShown);
             if (!jobs.ok()) return jobs.status();
             return Value(Object{{"poolId", Value(pool->id())},
                                 {"balance", (*pool)["balance"]},
