@@ -59,7 +59,9 @@ int Run(const std::string& dir) {
     Value made =
         tool(developer, "covibe:createToken", {{"label", agent_type}, {"agent_type", agent_type}});
     Value verified = host("covibe:verifyToken", {{"token", made["token"]}});
-    return stagedb::covibe::AuthFor(verified);
+    absl::StatusOr<stagedb::Auth> auth = stagedb::covibe::AuthFor(verified);
+    Expect(auth.ok(), "the verified token is an identity: " + auth.status().ToString());
+    return auth.ok() ? *std::move(auth) : stagedb::Auth::Anonymous();
   };
   auto bootstrap = [&](const std::string& slug, const std::string& who) {
     return host("covibe:bootstrapTenant", {{"tenant_name", slug},

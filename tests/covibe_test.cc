@@ -106,6 +106,18 @@ struct Covibe {
     REQUIRE(docs.ok());
     return *docs;
   }
+  // Registers `wrapper`, a query that counts its runs in `runs` and returns `view`'s result: a
+  // commit outside what the view read must not re-run it (unchanged results are never
+  // delivered, so deliveries alone could not tell).
+  void Counted(const std::string& wrapper, const std::string& view, std::atomic<int>* runs) {
+    REQUIRE_OK(db->RegisterQuery(
+        {.name = wrapper},
+        [view, runs](QueryContext& ctx, const Value& args) -> absl::StatusOr<Value> {
+          ++*runs;
+          return ctx.RunQuery(view, args);
+        }));
+  }
+  void Settle() { REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30))); }
   Document Get(const Value& id) {
     absl::StatusOr<std::optional<Document>> doc =
         db->Query([&](Reader& r) { return r.Get(id.as_string()); });
@@ -147,9 +159,10 @@ TEST_CASE("sign-up, members, and MCP tokens stored only as hashes") {
   c.Admin("covibe:verifyToken", {{"token", token}});
   CHECK(c.Get(made["token_id"])["last_used_at"].as_float64() == first_use + 5000);
   // The verified identity is a caller like any other.
-  const Auth agent = covibe::AuthFor(who);
-  CHECK(agent.identity()->HasRole("agent:codex"));
-  CHECK(c.Call("covibe:listTokens", {}, agent).as_array().size() == 1);
+  absl::StatusOr<Auth> agent = covibe::AuthFor(who);
+  REQUIRE_OK(agent);
+  CHECK(agent->identity()->HasRole("agent:codex"));
+  CHECK(c.Call("covibe:listTokens", {}, *agent).as_array().size() == 1);
 
   // Untyped tokens are null; unknown agent types are refused.
   CHECK(c.Call("covibe:createToken", {{"label", "ci"}}, t.auth)["agent_type"].is_null());
@@ -200,6 +213,22 @@ TEST_CASE("sign-up, members, and MCP tokens stored only as hashes") {
   CHECK(c.Call("covibe:listTokens", {}, Member(t.alice, t.tenant, ops.as_string()))
             .as_array()
             .empty());
+  // A workspace admin who is no tenant admin adds existing developers of the tenant, but only
+  // a tenant admin creates new ones.
+  const Auth boss = c.AddMember(t, "boss", "admin");
+  auto add = [&](const std::string& name, const Auth& by) {
+    return c.Try("covibe:addWorkspaceMember",
+                 {{"name", name}, {"email", name + "@x.dev"}, {"handle", name}, {"role", "member"}},
+                 by);
+  };
+  CHECK_ERROR(add("dave", boss), Code::kPermissionDenied, "covibe_tenant_memberships",
+              "not an admin of tenant", "only tenant admins create developers");
+  for (const Document& d : c.All("covibe_developers")) CHECK(d["email"] != Value("dave@x.dev"));
+  absl::StatusOr<Value> carol = add("carol", Member(t.alice, t.tenant, ops.as_string()));
+  REQUIRE_OK(carol);
+  absl::StatusOr<Value> carol_in_main = add("carol", boss);
+  REQUIRE_OK(carol_in_main);
+  CHECK(*carol_in_main == *carol);
   // Slugs are unique.
   CHECK_ERROR(c.db->CallInternal("covibe:bootstrapTenant", Object{{"tenant_name", "Acme 2"},
                                                                   {"tenant_slug", "acme"},
@@ -232,6 +261,14 @@ TEST_CASE("device setup: codes stored hashed, the minted token delivered exactly
 
   Value delivered = c.Admin("covibe:pollDeviceSetup", {{"device_code", device}});
   const std::string token = delivered["token"].as_string();
+  // The poll's result is an identity too (it names the tenant).
+  CHECK(delivered["tenant_id"] == Value(t.tenant));
+  absl::StatusOr<Auth> polled = covibe::AuthFor(delivered);
+  REQUIRE_OK(polled);
+  CHECK(c.Call("covibe:listTokens", {}, *polled).as_array().size() == 1);
+  CHECK_ERROR(covibe::AuthFor(Value(Object{
+                  {"developer_id", t.alice}, {"workspace_id", t.workspace}, {"token_id", "x"}})),
+              Code::kInvalidArgument, "\"tenant_id\"");
   Value who = c.Admin("covibe:verifyToken", {{"token", token}});
   CHECK(who["developer_id"] == Value(t.alice));
   CHECK(who["workspace_id"] == Value(t.workspace));
@@ -349,10 +386,20 @@ TEST_CASE("workstreams: planned, started after a preflight, cancel is planned-on
             {{"title", "x"}, {"task_type", "bug"}, {"repo", "web"}, {"workstream_id", planned}},
             t.auth),
       Code::kFailedPrecondition, "is done");
+  c.clock->Advance(absl::Seconds(1));
   Value other = c.Call("covibe:createWorkstream", {{"title", "Maybe later"}}, t.auth);
   CHECK(c.Call("covibe:cancelWorkstream", {{"workstream_id", other}}, t.auth) ==
         Value("cancelled"));
   CHECK(c.Call("covibe:listWorkstreams", {{"status", "cancelled"}}, t.auth).as_array().size() == 1);
+  // Listings are bounded: every status, newest first, at most `limit`.
+  Value all = c.Call("covibe:listWorkstreams", {}, t.auth);
+  REQUIRE(all.as_array().size() == 2);
+  CHECK(all.as_array()[0]["_id"] == other);
+  Value newest = c.Call("covibe:listWorkstreams", {{"limit", 1.0}}, t.auth);
+  REQUIRE(newest.as_array().size() == 1);
+  CHECK(newest.as_array()[0]["_id"] == other);
+  CHECK_ERROR(c.Try("covibe:listWorkstreams", {{"limit", 0.0}}, t.auth), Code::kInvalidArgument,
+              "limit");
 }
 
 TEST_CASE("planned tasks: the owner edits until start; edits write task.planned_updated") {
@@ -435,6 +482,39 @@ TEST_CASE("planned tasks: the owner edits until start; edits write task.planned_
                                            {"updated_at", 1.0}});
   CHECK_ERROR(c.Try("covibe:startPlannedTask", {{"task_id", legacy.text()}}, t.auth),
               Code::kFailedPrecondition, "task_type");
+
+  // A planned task of a workstream that was cancelled meanwhile cannot start.
+  Value later = c.Call("covibe:createWorkstream", {{"title", "Later"}, {"repo", "web"}}, t.auth);
+  Value parked = c.Call(
+      "covibe:planTask",
+      {{"title", "Parked"}, {"task_type", "chore"}, {"repo", "web"}, {"workstream_id", later}},
+      t.auth);
+  c.Call("covibe:cancelWorkstream", {{"workstream_id", later}}, t.auth);
+  c.Preflight(t.auth);
+  CHECK_ERROR(c.Try("covibe:startPlannedTask", {{"task_id", parked["task_id"]}}, t.auth),
+              Code::kFailedPrecondition, "covibe_workstreams", later.as_string(), "is cancelled");
+  CHECK(c.Get(parked["task_id"])["status"] == Value("planned"));
+
+  // A new repo that the task's workstream does not cover re-matches the workstream; a
+  // workstream without a repo keeps the task.
+  Value moving =
+      c.Call("covibe:planTask",
+             {{"title", "Offline mode"}, {"task_type", "feature"}, {"repo", "web"}}, t.auth);
+  CHECK(c.Get(moving["workstream_id"])["repo"] == Value("web"));
+  Value moved = c.Call("covibe:updatePlannedTask",
+                       {{"task_id", moving["task_id"]}, {"repo", "mobile"}}, t.auth);
+  CHECK(moved["workstream_id"] != moving["workstream_id"]);
+  CHECK(c.Get(moved["workstream_id"])["repo"] == Value("mobile"));
+  for (const Document& e : c.All("covibe_work_embeddings")) {
+    if (e["task_id"] == moving["task_id"]) CHECK(e["workstream_id"] == moved["workstream_id"]);
+  }
+  Value loose = c.Call("covibe:createWorkstream", {{"title", "Anything"}}, t.auth);
+  Value kept = c.Call(
+      "covibe:planTask",
+      {{"title", "Loose"}, {"task_type", "chore"}, {"repo", "web"}, {"workstream_id", loose}},
+      t.auth);
+  CHECK(c.Call("covibe:updatePlannedTask", {{"task_id", kept["task_id"]}, {"repo", "api"}},
+               t.auth)["workstream_id"] == loose);
 }
 
 TEST_CASE("overlap warnings: active tasks on a common path or a directory prefix") {
@@ -502,6 +582,9 @@ TEST_CASE("overlap warnings: active tasks on a common path or a directory prefix
         1);
   CHECK(c.Get(b["task_id"])["overlap_status"] == Value("none"));
   CHECK(c.Get(a["task_id"])["completed_at"].is_float64());
+  // Their workstreams are clear again too.
+  CHECK(c.Get(b["workstream_id"])["overlap_status"] == Value("none"));
+  CHECK(c.Get(a["workstream_id"])["overlap_status"] == Value("none"));
   CHECK_ERROR(
       c.Try("covibe:setTaskStatus", {{"task_id", a["task_id"]}, {"status", "active"}}, t.auth),
       Code::kFailedPrecondition, "is done");
@@ -518,6 +601,16 @@ TEST_CASE("overlap warnings: active tasks on a common path or a directory prefix
   c.Call("covibe:setTaskStatus", {{"task_id", b["task_id"]}, {"status", "blocked"}}, bob);
   c.Call("covibe:setTaskStatus", {{"task_id", b["task_id"]}, {"status", "active"}}, bob);
   CHECK(c.Call("covibe:listOverlapWarnings", {}, t.auth).as_array().size() == 1);
+  // Resolved warnings (kept for audit) are read newest first, bounded by `limit`.
+  c.Call("covibe:setTaskStatus", {{"task_id", d["task_id"]}, {"status", "done"}}, t.auth);
+  Value resolved =
+      c.Call("covibe:listOverlapWarnings", {{"status", "resolved"}, {"limit", 1.0}}, t.auth);
+  REQUIRE(resolved.as_array().size() == 1);
+  CHECK(resolved.as_array()[0]["task_id"] == b["task_id"]);
+  CHECK(resolved.as_array()[0]["other_task_id"] == d["task_id"]);
+  CHECK(c.Call("covibe:listOverlapWarnings", {{"status", "resolved"}}, t.auth).as_array().size() ==
+        2);
+  CHECK(c.Get(b["workstream_id"])["overlap_status"] == Value("none"));
   CHECK_ERROR(
       c.Try("covibe:setTaskStatus", {{"task_id", b["task_id"]}, {"status", "planned"}}, bob),
       Code::kFailedPrecondition, "cannot become planned");
@@ -549,26 +642,59 @@ TEST_CASE("session contexts: a new publish supersedes, TTL, revoke by the owner"
   Value first = publish(t.auth, "one");
   CHECK(first["expires_at"].as_float64() ==
         c.Get(first["context_id"])["published_at"].as_float64() + 24 * 3600 * 1000.0);
+  CHECK(first["superseded"] == Value(Array{}));
+  // A publish for the same repo and branch supersedes the active context there, whoever
+  // published it.
+  c.clock->Advance(absl::Seconds(1));
   Value bobs = publish(bob, "bob's");
+  CHECK(bobs["superseded"] == Value(Array{first["context_id"]}));
+  CHECK(c.Get(first["context_id"])["superseded_by"] == bobs["context_id"]);
   c.clock->Advance(absl::Seconds(1));
   Value second = publish(t.auth, "two", {{"ttl_hours", 2.0}});
-  CHECK(second["superseded"] == Value(Array{first["context_id"]}));
-  CHECK(c.Get(first["context_id"])["superseded_by"] == second["context_id"]);
-  CHECK(active_titles(bob) == std::vector<std::string>{"two", "bob's"});
+  CHECK(second["superseded"] == Value(Array{bobs["context_id"]}));
+  CHECK(second["expires_at"].as_float64() ==
+        c.Get(second["context_id"])["published_at"].as_float64() + 2 * 3600 * 1000.0);
+  CHECK(active_titles(bob) == std::vector<std::string>{"two"});
   // Another branch does not supersede.
-  publish(t.auth, "feature", {{"branch", "feat/x"}});
-  CHECK(active_titles(t.auth).size() == 3);
+  c.clock->Advance(absl::Seconds(1));
+  Value feature = publish(t.auth, "feature", {{"branch", "feat/x"}});
+  CHECK(feature["superseded"] == Value(Array{}));
+  c.clock->Advance(absl::Seconds(1));
+  Value bobs_fix = publish(bob, "bob's fix", {{"branch", "fix/z"}});
+  CHECK(active_titles(t.auth) == std::vector<std::string>{"bob's fix", "feature", "two"});
+  // ttl_hours: after 3 hours the 2-hour context is inactive, the 24-hour ones remain.
+  c.clock->Advance(absl::Hours(3));
+  CHECK(active_titles(t.auth) == std::vector<std::string>{"bob's fix", "feature"});
 
-  CHECK_ERROR(c.Try("covibe:revokeContext", {{"context_id", second["context_id"]}}, bob),
+  CHECK_ERROR(c.Try("covibe:revokeContext", {{"context_id", feature["context_id"]}}, bob),
               Code::kPermissionDenied, "covibe_session_contexts");
-  CHECK(c.Call("covibe:revokeContext", {{"context_id", second["context_id"]}}, t.auth) ==
+  CHECK(c.Call("covibe:revokeContext", {{"context_id", feature["context_id"]}}, t.auth) ==
         Value(true));
-  CHECK(c.Call("covibe:revokeContext", {{"context_id", second["context_id"]}}, t.auth) ==
+  CHECK(c.Call("covibe:revokeContext", {{"context_id", feature["context_id"]}}, t.auth) ==
         Value(false));
-  CHECK(active_titles(t.auth) == std::vector<std::string>{"feature", "bob's"});
+  CHECK(active_titles(t.auth) == std::vector<std::string>{"bob's fix"});
   c.clock->Advance(absl::Hours(25));
   CHECK(active_titles(t.auth).empty());
-  CHECK(c.All("covibe_session_contexts").size() == 4);  // inactive rows stay for audit
+  // The live view reads only unexpired contexts: revoking an expired one does not re-run it
+  // (a wrapper counts its runs), a new publish does.
+  std::atomic<int> runs{0};
+  c.Counted("covibe_test:countedContexts", "covibe:listActiveContexts", &runs);
+  UpdateSlot ignore([](const QueryUpdate&) {});
+  absl::StatusOr<Subscription> sub =
+      c.db->SubscribeFunction("covibe_test:countedContexts", Value(Object{}), ignore, t.auth);
+  REQUIRE_OK(sub);
+  c.Settle();
+  const int initial_runs = runs.load();
+  REQUIRE(initial_runs >= 1);
+  CHECK(c.Call("covibe:revokeContext", {{"context_id", bobs_fix["context_id"]}}, bob) ==
+        Value(true));
+  c.Settle();
+  CHECK(runs.load() == initial_runs);
+  // Expired contexts are not superseded again.
+  CHECK(publish(bob, "fresh")["superseded"] == Value(Array{}));
+  c.Settle();
+  CHECK(runs.load() > initial_runs);
+  CHECK(c.All("covibe_session_contexts").size() == 6);  // inactive rows stay for audit
   CHECK_ERROR(c.Try("covibe:publishContext",
                     {{"title", "x"},
                      {"summary", ""},
@@ -577,7 +703,6 @@ TEST_CASE("session contexts: a new publish supersedes, TTL, revoke by the owner"
                      {"ttl_hours", 0.0}},
                     t.auth),
               Code::kInvalidArgument, "ttl_hours");
-  (void)bobs;
 }
 
 TEST_CASE("usage events: every tool call leaves one") {
@@ -605,6 +730,8 @@ TEST_CASE("usage events: every tool call leaves one") {
   REQUIRE_OK(covibe::CallTool(*c.db, "covibe:listOverlapWarnings", Value(Object{}), t.auth));
   REQUIRE(usage().size() == 3);
   CHECK(usage()[2]["tool_name"] == Value("covibe:listOverlapWarnings"));
+  CHECK(usage()[2]["workspace_id"] == Value(t.workspace));
+  CHECK(usage()[2]["developer_id"] == Value(t.alice));
   CHECK(usage()[2]["status"] == Value("ok"));
   // A successful mutation through CallTool is recorded once.
   REQUIRE_OK(covibe::CallTool(*c.db, "covibe:planTask",
@@ -621,9 +748,18 @@ TEST_CASE("usage events: every tool call leaves one") {
     INFO(name);
     CHECK(c.Try(name, {}, t.auth).status().code() != Code::kNotFound);
   }
-  CHECK_ERROR(c.Try("covibe:recordUsage",
-                    {{"tool_name", "covibe:nope"}, {"status", "ok"}, {"duration_ms", 1.0}}, t.auth),
-              Code::kInvalidArgument, "not a Covibe tool");
+  // recordUsage is internal: a member cannot forge usage rows.
+  const size_t before = usage().size();
+  CHECK_ERROR(
+      c.Try("covibe:recordUsage",
+            {{"tool_name", "covibe:getTask"}, {"status", "ok"}, {"duration_ms", 1.0}}, t.auth),
+      Code::kPermissionDenied);
+  CHECK(usage().size() == before);
+  CHECK_ERROR(
+      c.db->CallInternal(
+          "covibe:recordUsage",
+          Object{{"tool_name", "covibe:nope"}, {"status", "ok"}, {"duration_ms", 1.0}}, t.auth),
+      Code::kInvalidArgument, "not a Covibe tool");
 }
 
 TEST_CASE("share links: an opaque token, a frozen sanitized payload, expiry and revocation") {
@@ -694,6 +830,25 @@ TEST_CASE("doctor: ok on Covibe's schema, degraded naming what a trimmed schema 
     }
   }
   schema["tables"]["covibe_usage_events"].erase("scope");
+  schema["tables"]["covibe_setup_device_grants"].erase("ttl");
+  // Losing the unique flag of the token-hash index is as bad as losing the index.
+  auto drop_unique = [](nlohmann::json& schema) {
+    for (nlohmann::json& index : schema["tables"]["covibe_mcp_tokens"]["indexes"]) {
+      if (index["name"] == "by_token_hash") index.erase("unique");
+    }
+  };
+  {
+    nlohmann::json only_unique = nlohmann::json::parse(covibe::SchemaJson());
+    drop_unique(only_unique);
+    Covibe lost(only_unique.dump(), /*degraded=*/true);
+    CHECK_ERROR(lost.registered, Code::kFailedPrecondition, "degraded",
+                "covibe_mcp_tokens.by_token_hash");
+    absl::StatusOr<covibe::HealthReport> report = covibe::Doctor(*lost.db);
+    REQUIRE_OK(report);
+    CHECK(report->status == "degraded");
+    CHECK(report->missing_indexes == std::vector<std::string>{"covibe_mcp_tokens.by_token_hash"});
+  }
+  drop_unique(schema);
   Covibe c(schema.dump(), /*degraded=*/true);
   // Only the doctor is registered on a degraded schema: no agent starts work.
   CHECK_ERROR(c.registered, Code::kFailedPrecondition, "degraded", "covibe_tasks.task_type",
@@ -705,11 +860,14 @@ TEST_CASE("doctor: ok on Covibe's schema, degraded naming what a trimmed schema 
   CHECK(report->missing_tables == std::vector<std::string>{"covibe_share_links"});
   CHECK(report->missing_columns == std::vector<std::string>{"covibe_tasks.task_type"});
   CHECK(report->missing_indexes ==
-        std::vector<std::string>{"covibe_overlap_warnings.by_other_task"});
+        std::vector<std::string>{"covibe_mcp_tokens.by_token_hash",
+                                 "covibe_overlap_warnings.by_other_task"});
   CHECK(report->missing_scopes == std::vector<std::string>{"covibe_usage_events"});
+  CHECK(report->missing_ttls == std::vector<std::string>{"covibe_setup_device_grants"});
   Value shown = c.Call("covibe:doctor", {}, Auth::Anonymous());
   CHECK(shown["status"] == Value("degraded"));
   CHECK(shown["missing_columns"] == Value(Array{"covibe_tasks.task_type"}));
+  CHECK(shown["missing_ttls"] == Value(Array{"covibe_setup_device_grants"}));
 }
 
 // ---- isolation ----
@@ -735,6 +893,29 @@ TEST_CASE("row-level isolation: a workspace never reads or writes another's rows
   Value summary =
       c.Call("covibe:saveWeeklySummary", {{"week_start", "w"}, {"summary_json", "{}"}}, red.auth);
   for (int i = 0; i < 3; ++i) c.Start(red.auth, "more " + std::to_string(i), Array{});
+  Value link = c.Call("covibe:createShareLink", {{"weekly_summary_id", summary}}, red.auth);
+  REQUIRE_OK(
+      covibe::CallTool(*c.db, "covibe:listTasks", Value(Object{{"num_items", 1.0}}), red.auth));
+  // Every row of a table the caller's scope shows (the engine's scope on a plain read).
+  REQUIRE_OK(c.db->RegisterQuery({.name = "covibe_test:peek", .args = R"({"table": "string"})"},
+                                 [](QueryContext& ctx, const Value& args) -> absl::StatusOr<Value> {
+                                   absl::StatusOr<std::vector<Document>> rows =
+                                       ctx.db().Table(args["table"].as_string()).Collect();
+                                   if (!rows.ok()) return rows.status();
+                                   Array all;
+                                   for (const Document& row : *rows) all.push_back(row.ToValue());
+                                   return Value(std::move(all));
+                                 }));
+  auto peek = [&](const std::string& table, const Auth& who) {
+    return c.Call("covibe_test:peek", {{"table", table}}, who).as_array();
+  };
+  REQUIRE_FALSE(peek("covibe_usage_events", red.auth).empty());
+  REQUIRE(peek("covibe_share_links", red.auth).size() == 1);
+  // Developers are tenant rows: the other tenant sees none of red's.
+  for (const Value& developer : peek("covibe_developers", blue.auth)) {
+    CHECK(developer["tenant_id"] == Value(blue.tenant));
+  }
+  CHECK_FALSE(peek("covibe_developers", red_ops).empty());
 
   for (const Auth* other : std::vector<const Auth*>{&blue.auth, &red_ops}) {
     // Reads: get by id, index ranges, pagination (also with the other's cursor), listings.
@@ -752,6 +933,14 @@ TEST_CASE("row-level isolation: a workspace never reads or writes another's rows
     CHECK(c.Call("covibe:listWorkstreams", {}, *other).as_array().empty());
     CHECK(c.Call("covibe:listTokens", {}, *other).as_array().empty());
     CHECK(c.Call("covibe:listOverlapWarnings", {}, *other).as_array().empty());
+    for (const char* table : {"covibe_usage_events", "covibe_share_links"}) {
+      INFO(table);
+      for (const Value& row : peek(table, *other)) {
+        CHECK(row["workspace_id"] != Value(red.workspace));
+      }
+    }
+    CHECK_ERROR(c.Try("covibe:revokeShareLink", {{"share_link_id", link["share_link_id"]}}, *other),
+                Code::kNotFound, "covibe_share_links");
     // Writes of every kind: patch, replace, delete, and inserts that reference red's rows.
     CHECK_ERROR(
         c.Try("covibe:setTaskStatus", {{"task_id", task["task_id"]}, {"status", "done"}}, *other),
@@ -782,6 +971,15 @@ TEST_CASE("row-level isolation: a workspace never reads or writes another's rows
   CHECK(c.Get(task["task_id"])["status"] == Value("active"));
   CHECK(c.Get(plan["task_id"])["title"] == Value("Red plan"));
   CHECK_FALSE(c.Get(context["context_id"])["revoked_at"].is_float64());
+  CHECK_FALSE(c.Get(link["share_link_id"])["revoked_at"].is_float64());
+  // Red's developer's email in blue's tenant is a new developer of blue, not red's.
+  Value twin =
+      c.Call("covibe:addWorkspaceMember",
+             {{"name", "Alice"}, {"email", "alice@red.dev"}, {"handle", "a"}, {"role", "member"}},
+             blue.auth);
+  CHECK(twin != Value(red.alice));
+  CHECK(c.Get(twin)["tenant_id"] == Value(blue.tenant));
+  CHECK(c.Get(Value(red.alice))["name"] == Value("Alice red"));
 
   // The engine's scope, not only the functions: a function that tries to write red's
   // workspace as blue is refused.
@@ -820,26 +1018,26 @@ TEST_CASE("live overlap warnings fire on the workspace's overlapping start, not 
   Team blue = c.NewTeam("blue");
   const Auth bob = c.AddMember(red, "bob");
   const Auth blue_bob = c.AddMember(blue, "bob");
+  std::atomic<int> runs{0};
+  c.Counted("covibe_test:countedWarnings", "covibe:listOverlapWarnings", &runs);
   std::mutex mu;
   std::vector<Value> seen;
   absl::StatusOr<Subscription> sub = c.db->SubscribeFunction(
-      "covibe:listOverlapWarnings", Value(Object{}), UpdateSlot([&](const QueryUpdate& update) {
+      "covibe_test:countedWarnings", Value(Object{}), UpdateSlot([&](const QueryUpdate& update) {
         std::lock_guard<std::mutex> lock(mu);
         seen.push_back(update.result.ok() ? *update.result
                                           : Value(update.result.status().ToString()));
       }),
       red.auth);
   REQUIRE_OK(sub);
-  auto settle = [&] {
-    REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
-  };
   auto count = [&] {
     std::lock_guard<std::mutex> lock(mu);
     return seen.size();
   };
-  settle();
+  c.Settle();
   REQUIRE(count() == 1);
   CHECK(seen[0] == Value(Array{}));
+  const int initial_runs = runs.load();
 
   // Blue's developers overlap: red's view shows nothing of it.
   c.Start(blue.auth, "Blue one", Array{"src/api"});
@@ -848,10 +1046,11 @@ TEST_CASE("live overlap warnings fire on the workspace's overlapping start, not 
   // Red's non-overlapping starts change nothing it shows.
   c.Start(red.auth, "Red one", Array{"src/api"});
   c.Start(bob, "Red docs", Array{"docs/guide.md"});
-  settle();
+  c.Settle();
+  CHECK(runs.load() == initial_runs);
   // The overlapping start is the change.
   Value red_warned = c.Start(bob, "Red two", Array{"src/api/users.ts"});
-  settle();
+  c.Settle();
   {
     std::lock_guard<std::mutex> lock(mu);
     REQUIRE(seen.size() == 2);
@@ -859,10 +1058,15 @@ TEST_CASE("live overlap warnings fire on the workspace's overlapping start, not 
     CHECK(seen[1].as_array()[0]["_id"] == red_warned["warnings"].as_array()[0]["warning_id"]);
   }
   // Blue resolving its warning is not red's change; red's task finishing is.
+  const int warned_runs = runs.load();
+  CHECK(warned_runs > initial_runs);
   c.Call("covibe:setTaskStatus", {{"task_id", blue_warned["task_id"]}, {"status", "done"}},
          blue_bob);
+  c.Settle();
+  CHECK(runs.load() == warned_runs);
   c.Call("covibe:setTaskStatus", {{"task_id", red_warned["task_id"]}, {"status", "done"}}, bob);
-  settle();
+  c.Settle();
+  CHECK(runs.load() > warned_runs);
   std::lock_guard<std::mutex> lock(mu);
   REQUIRE(seen.size() == 3);
   CHECK(seen[2] == Value(Array{}));

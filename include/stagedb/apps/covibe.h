@@ -10,7 +10,8 @@
 //   stagedb::covibe::RegisterFunctions(**db);
 //   auto ids = (*db)->CallInternal("covibe:bootstrapTenant", {...});       // host sign-up
 //   auto who = (*db)->CallInternal("covibe:verifyToken", {{"token", t}});  // per MCP request
-//   stagedb::covibe::CallTool(**db, "covibe:startTask", args, stagedb::covibe::AuthFor(*who));
+//   auto auth = stagedb::covibe::AuthFor(*who);                             // StatusOr<Auth>
+//   stagedb::covibe::CallTool(**db, "covibe:startTask", args, *auth);
 //
 // Callers are Auth::User identities whose subject is a covibe_developers id and whose
 // tenant_id / workspace_id claims are the caller's tenant and workspace ids; every table with
@@ -53,14 +54,16 @@ struct CovibeOptions {
 // must have been opened with SchemaJson()'s tables. AlreadyExists when called twice.
 absl::Status RegisterFunctions(Database& db, CovibeOptions options = {});
 
-// The identity a verified token stands for: `verified` is covibe:verifyToken's result
-// ({developer_id, tenant_id, workspace_id, agent_type, ...}).
-Auth AuthFor(const Value& verified);
+// The identity a verified token stands for: `verified` is covibe:verifyToken's (or
+// covibe:pollDeviceSetup's) result ({developer_id, tenant_id, workspace_id, token_id,
+// agent_type, ...}). InvalidArgument naming the first of those ids it lacks.
+absl::StatusOr<Auth> AuthFor(const Value& verified);
 
 // Calls the public tool function `name` (an MCP tool call) so that it always leaves one
 // covibe_usage_events row: tool mutations record theirs in their own transaction when they
 // succeed; for tool queries, and for any call that fails, CallTool records one (status "ok"
-// or "error") through covibe:recordUsage. Other functions are called as Database::Call does.
+// or "error") through the internal covibe:recordUsage, run as `auth` (so the row lies in the
+// caller's scope). Other functions are called as Database::Call does.
 absl::StatusOr<Value> CallTool(Database& db, std::string_view name, const Value& args,
                                const Auth& auth);
 
@@ -69,13 +72,15 @@ const std::vector<std::string>& ToolNames();
 
 // Schema health, as the seed's /api/health: the tables, fields and indexes Covibe needs,
 // compared with the database's schema in force. "ok" when nothing is missing, else "degraded".
-// An index whose fields differ from Covibe's counts as missing; so does a missing scope.
+// An index whose fields or unique flag differ from Covibe's counts as missing; so does a missing
+// or different scope, and a missing or different TTL declaration.
 struct HealthReport {
   std::string status;                        // "ok" or "degraded"
   std::vector<std::string> missing_tables;   // "covibe_share_links"
   std::vector<std::string> missing_columns;  // "covibe_tasks.task_type"
   std::vector<std::string> missing_indexes;  // "covibe_overlap_warnings.by_task"
   std::vector<std::string> missing_scopes;   // "covibe_tasks" (no row-level scope declared)
+  std::vector<std::string> missing_ttls;     // "covibe_setup_device_grants" (ttl lost/changed)
   Value ToValue() const;
 };
 absl::StatusOr<HealthReport> Doctor(Database& db);

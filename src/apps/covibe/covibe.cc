@@ -287,37 +287,41 @@ void RegisterDoctor(Registrar& r) {
 std::string Missing(const HealthReport& report) {
   std::string all;
   for (const auto* list : {&report.missing_tables, &report.missing_columns, &report.missing_indexes,
-                           &report.missing_scopes}) {
+                           &report.missing_scopes, &report.missing_ttls}) {
     for (const std::string& item : *list) all += (all.empty() ? "" : ", ") + item;
   }
   return all;
 }
 
-// covibe:recordUsage: the usage of tool queries and of refused tool calls.
+// covibe:recordUsage: the usage of tool queries and of refused tool calls. Internal (a member
+// could forge usage rows otherwise): CallTool calls it with the caller's auth, so the row lies
+// in the caller's scope.
 void RegisterUsage(Registrar& r) {
-  r.MemberMutation(
-      {.name = "covibe:recordUsage",
-       .args = R"({"tool_name": "string",
+  r.Mutation({.name = "covibe:recordUsage",
+              .visibility = Visibility::kInternal,
+              .args = R"({"tool_name": "string",
                    "status": {"type": "union", "of": [{"type": "literal", "value": "ok"},
                                                       {"type": "literal", "value": "error"}]},
                    "duration_ms": "number",
                    "feedback_type": {"type": "optional", "of": "string"},
                    "session_id": {"type": "optional", "of": "string"}})",
-       .returns = R"("null")"},
-      [env = r.env()](MutationContext& ctx, const Value& args, const Caller& caller) -> Result {
-        const std::string& tool = args["tool_name"].as_string();
-        if (!IsIn(kToolMutations, tool) && !IsIn(kToolQueries, tool)) {
-          return BadArg("covibe:recordUsage", "tool_name",
-                        absl::StrFormat("\"%s\" is not a Covibe tool", tool));
-        }
-        const std::string feedback =
-            args["feedback_type"].is_string() ? args["feedback_type"].as_string() : "";
-        absl::Status s =
-            WriteUsage(ctx.db(), caller, env->NowMs(), tool, args["status"].as_string(), feedback,
-                       args["duration_ms"].as_float64(), args["session_id"]);
-        if (!s.ok()) return s;
-        return Value(nullptr);
-      });
+              .returns = R"("null")"},
+             [env = r.env()](MutationContext& ctx, const Value& args) -> Result {
+               absl::StatusOr<Caller> caller = RequireMember(ctx.db(), ctx.auth());
+               if (!caller.ok()) return caller.status();
+               const std::string& tool = args["tool_name"].as_string();
+               if (!IsIn(kToolMutations, tool) && !IsIn(kToolQueries, tool)) {
+                 return BadArg("covibe:recordUsage", "tool_name",
+                               absl::StrFormat("\"%s\" is not a Covibe tool", tool));
+               }
+               const std::string feedback =
+                   args["feedback_type"].is_string() ? args["feedback_type"].as_string() : "";
+               absl::Status s =
+                   WriteUsage(ctx.db(), *caller, env->NowMs(), tool, args["status"].as_string(),
+                              feedback, args["duration_ms"].as_float64(), args["session_id"]);
+               if (!s.ok()) return s;
+               return Value(nullptr);
+             });
 }
 
 }  // namespace
@@ -332,7 +336,15 @@ const std::vector<std::string>& ToolNames() {
   return *names;
 }
 
-Auth AuthFor(const Value& verified) {
+absl::StatusOr<Auth> AuthFor(const Value& verified) {
+  for (std::string_view field : {"developer_id", "tenant_id", "workspace_id", "token_id"}) {
+    if (!verified[field].is_string() || verified[field].as_string().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("covibe AuthFor: the verified identity has no \"%s\" (a string); pass "
+                          "covibe:verifyToken's or covibe:pollDeviceSetup's result",
+                          field));
+    }
+  }
   Identity identity{.subject = verified["developer_id"].as_string(),
                     .issuer = "covibe",
                     .token_identifier = "covibe|" + verified["token_id"].as_string(),
@@ -356,7 +368,8 @@ absl::StatusOr<Value> CallTool(Database& db, std::string_view name, const Value&
                {"duration_ms", absl::ToDoubleMilliseconds(absl::Now() - start)}};
   if (args["session_id"].is_string()) usage["session_id"] = args["session_id"];
   // A caller who is no member of a workspace has nowhere to record usage: that call fails too.
-  (void)db.Call("covibe:recordUsage", Value(std::move(usage)), auth);
+  // Internal, but run as the caller: the row is written in the caller's scope.
+  (void)db.CallInternal("covibe:recordUsage", Value(std::move(usage)), auth);
   return result;
 }
 

@@ -21,11 +21,14 @@ absl::StatusOr<nlohmann::json> ParseSchema(std::string_view text, std::string_vi
   return json;
 }
 
-// The fields of an index named `name` in `table`'s indexes, or null when there is none.
-nlohmann::json IndexFields(const nlohmann::json& table, const std::string& name) {
+// An index as the doctor compares it: its fields and its unique flag (absent: false). Null
+// when `table` has no index named `name`.
+nlohmann::json IndexShape(const nlohmann::json& table, const std::string& name) {
   if (table.contains("indexes")) {
     for (const nlohmann::json& index : table["indexes"]) {
-      if (index["name"] == name) return index["fields"];
+      if (index["name"] != name) continue;
+      return {{"fields", index["fields"]},
+              {"unique", index.contains("unique") && index["unique"].get<bool>()}};
     }
   }
   return nullptr;
@@ -38,7 +41,8 @@ Value HealthReport::ToValue() const {
                       {"missing_tables", Strings(missing_tables)},
                       {"missing_columns", Strings(missing_columns)},
                       {"missing_indexes", Strings(missing_indexes)},
-                      {"missing_scopes", Strings(missing_scopes)}});
+                      {"missing_scopes", Strings(missing_scopes)},
+                      {"missing_ttls", Strings(missing_ttls)}});
 }
 
 absl::StatusOr<HealthReport> Doctor(Database& db) {
@@ -60,7 +64,7 @@ absl::StatusOr<HealthReport> Doctor(Database& db) {
     if (table.contains("indexes")) {
       for (const nlohmann::json& index : table["indexes"]) {
         const std::string index_name = index["name"].get<std::string>();
-        if (IndexFields(have, index_name) != index["fields"]) {
+        if (IndexShape(have, index_name) != IndexShape(table, index_name)) {
           report.missing_indexes.push_back(name + "." + index_name);
         }
       }
@@ -68,9 +72,13 @@ absl::StatusOr<HealthReport> Doctor(Database& db) {
     if (table.contains("scope") && (!have.contains("scope") || have["scope"] != table["scope"])) {
       report.missing_scopes.push_back(name);
     }
+    if (table.contains("ttl") && (!have.contains("ttl") || have["ttl"] != table["ttl"])) {
+      report.missing_ttls.push_back(name);
+    }
   }
   const bool ok = report.missing_tables.empty() && report.missing_columns.empty() &&
-                  report.missing_indexes.empty() && report.missing_scopes.empty();
+                  report.missing_indexes.empty() && report.missing_scopes.empty() &&
+                  report.missing_ttls.empty();
   report.status = ok ? "ok" : "degraded";
   return report;
 }

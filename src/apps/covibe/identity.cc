@@ -118,6 +118,25 @@ absl::StatusOr<DocumentId> InsertWorkspace(Transaction& tx, std::string_view ten
                                          {"updated_at", now}});
 }
 
+// PermissionDenied (saying `why`) unless `developer` is an active admin of `tenant`.
+absl::Status RequireTenantAdmin(Reader& db, std::string_view tenant, std::string_view developer,
+                                std::string_view why) {
+  absl::StatusOr<std::optional<Document>> membership =
+      db.Table("covibe_tenant_memberships")
+          .WithIndex("by_tenant_developer",
+                     Eq("tenant_id", Value(tenant)).Eq("developer_id", Value(developer)))
+          .First();
+  if (!membership.ok()) return membership.status();
+  if (membership->has_value() && (**membership)["role"].as_string() == "admin" &&
+      (**membership)["status"].as_string() == "active") {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrFormat(
+      "table \"covibe_tenant_memberships\": developer \"%s\" is not an admin of tenant \"%s\" "
+      "(%s)",
+      developer, tenant, why));
+}
+
 void RegisterSignUp(Registrar& r) {
   // The host's sign-up: a tenant, its first developer (tenant admin) and first workspace.
   r.Mutation(
@@ -177,46 +196,37 @@ void RegisterSignUp(Registrar& r) {
   // A further workspace of a tenant, by a tenant admin. Internal: its membership row lies in the
   // new workspace, which the admin's scoped identity (another workspace) may not write; the host
   // calls it after verifying `acting_developer_id`'s session.
-  r.Mutation(
-      {.name = "covibe:createWorkspace",
-       .visibility = Visibility::kInternal,
-       .args = R"({"acting_developer_id": {"type": "id", "table": "covibe_developers"},
+  r.Mutation({.name = "covibe:createWorkspace",
+              .visibility = Visibility::kInternal,
+              .args = R"({"acting_developer_id": {"type": "id", "table": "covibe_developers"},
                    "name": "string", "slug": "string"})"},
-      [env = r.env()](MutationContext& ctx, const Value& args) -> Result {
-        if (absl::Status s = RequireText("covibe:createWorkspace", args, {"name", "slug"});
-            !s.ok()) {
-          return s;
-        }
-        absl::StatusOr<Document> developer =
-            RequireDoc(ctx.db(), "covibe_developers", args["acting_developer_id"]);
-        if (!developer.ok()) return developer.status();
-        const std::string& tenant = (*developer)["tenant_id"].as_string();
-        absl::StatusOr<std::optional<Document>> membership =
-            ctx.db()
-                .Table("covibe_tenant_memberships")
-                .WithIndex(
-                    "by_tenant_developer",
-                    Eq("tenant_id", Value(tenant)).Eq("developer_id", args["acting_developer_id"]))
-                .First();
-        if (!membership.ok()) return membership.status();
-        if (!membership->has_value() || (**membership)["role"].as_string() != "admin" ||
-            (**membership)["status"].as_string() != "active") {
-          return absl::PermissionDeniedError(absl::StrFormat(
-              "table \"covibe_tenant_memberships\": developer \"%s\" is not an admin of tenant "
-              "\"%s\" (only tenant admins create workspaces)",
-              args["acting_developer_id"].as_string(), tenant));
-        }
-        const double now = env->NowMs();
-        absl::StatusOr<DocumentId> workspace = InsertWorkspace(
-            ctx.db(), tenant, args["name"], args["slug"], args["acting_developer_id"], now);
-        if (!workspace.ok()) return workspace.status();
-        absl::Status s = InsertMembership(ctx.db(), tenant, workspace->text(),
-                                          args["acting_developer_id"].as_string(), "admin", now);
-        if (!s.ok()) return s;
-        return Value(*workspace);
-      });
-  // A developer joins the caller's workspace (a new developer of the tenant when the email is
-  // new). Workspace admins only.
+             [env = r.env()](MutationContext& ctx, const Value& args) -> Result {
+               if (absl::Status s = RequireText("covibe:createWorkspace", args, {"name", "slug"});
+                   !s.ok()) {
+                 return s;
+               }
+               absl::StatusOr<Document> developer =
+                   RequireDoc(ctx.db(), "covibe_developers", args["acting_developer_id"]);
+               if (!developer.ok()) return developer.status();
+               const std::string& tenant = (*developer)["tenant_id"].as_string();
+               if (absl::Status s =
+                       RequireTenantAdmin(ctx.db(), tenant, args["acting_developer_id"].as_string(),
+                                          "only tenant admins create workspaces");
+                   !s.ok()) {
+                 return s;
+               }
+               const double now = env->NowMs();
+               absl::StatusOr<DocumentId> workspace = InsertWorkspace(
+                   ctx.db(), tenant, args["name"], args["slug"], args["acting_developer_id"], now);
+               if (!workspace.ok()) return workspace.status();
+               absl::Status s =
+                   InsertMembership(ctx.db(), tenant, workspace->text(),
+                                    args["acting_developer_id"].as_string(), "admin", now);
+               if (!s.ok()) return s;
+               return Value(*workspace);
+             });
+  // A developer joins the caller's workspace. Workspace admins only; when the email is new to
+  // the tenant a new developer of the tenant is created, which takes a tenant admin too.
   r.MemberMutation(
       {.name = "covibe:addWorkspaceMember",
        .args = R"({"name": "string", "email": "string", "handle": "string",
@@ -256,6 +266,11 @@ void RegisterSignUp(Registrar& r) {
                 developer, args["email"].as_string(), caller.workspace_id));
           }
         } else {
+          if (absl::Status s = RequireTenantAdmin(tx, caller.tenant_id, caller.developer_id,
+                                                  "only tenant admins create developers");
+              !s.ok()) {
+            return s;
+          }
           absl::StatusOr<DocumentId> id =
               InsertDeveloper(tx, caller.tenant_id, caller.workspace_id, args["name"],
                               args["email"], args["handle"], Value(Undefined{}), "member", now);
@@ -440,6 +455,7 @@ void RegisterDeviceFlow(Registrar& r) {
         if (!s.ok()) return s;
         Value result = *std::move(minted);
         result.as_object()["developer_id"] = row["developer_id"];
+        result.as_object()["tenant_id"] = row["tenant_id"];
         result.as_object()["workspace_id"] = row["workspace_id"];
         return result;
       });

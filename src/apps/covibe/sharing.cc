@@ -1,6 +1,7 @@
 // Covibe's sharing functions: session contexts (what a developer is doing on a repo and branch,
-// superseded by their next publish), weekly summaries, and share links that freeze a sanitized
+// superseded by the next publish there), weekly summaries, and share links that freeze a sanitized
 // summary for a public read by an opaque token.
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -19,8 +20,9 @@ bool ContextActive(const Document& context, double now) {
 }
 
 void RegisterContexts(Registrar& r) {
-  // Publishes the caller's context for a repo and branch; it supersedes the caller's earlier
-  // active context there (superseded_by, in this same mutation). TTL 24 h unless ttl_hours.
+  // Publishes the caller's context for a repo and branch; it supersedes every active context
+  // of the workspace there, whoever published it (superseded_by, in this same mutation). TTL
+  // 24 h unless ttl_hours. Only unexpired rows are read: expired ones stay for audit.
   r.ToolMutation(
       {.name = "covibe:publishContext",
        .args = R"({"title": "string", "summary": "string", "repo": "string", "branch": "string",
@@ -42,11 +44,11 @@ void RegisterContexts(Registrar& r) {
         const double now = env->NowMs();
         absl::StatusOr<std::vector<Document>> earlier =
             tx.Table("covibe_session_contexts")
-                .WithIndex("by_developer_repo_branch",
+                .WithIndex("by_workspace_repo_branch_expires",
                            Eq("workspace_id", Value(caller.workspace_id))
-                               .Eq("developer_id", Value(caller.developer_id))
                                .Eq("repo", args["repo"])
-                               .Eq("branch", args["branch"]))
+                               .Eq("branch", args["branch"])
+                               .Gt("expires_at", Value(now)))
                 .Collect();
         if (!earlier.ok()) return earlier.status();
         Object fields =
@@ -86,8 +88,8 @@ void RegisterContexts(Registrar& r) {
                                  "developer_id", /*admins_too=*/false, env->NowMs());
                  });
   // The workspace's active contexts (unexpired, unrevoked, not superseded), newest first,
-  // optionally of one repo. Expiry is judged at the query's run: a subscription re-runs on
-  // writes, not when the clock passes expires_at.
+  // optionally of one repo. It reads only unexpired rows. Expiry is judged at the query's run:
+  // a subscription re-runs on writes, not when the clock passes expires_at.
   r.ToolQuery(
       {.name = "covibe:listActiveContexts",
        .args = R"({"repo": {"type": "optional", "of": "string"}})"},
@@ -97,13 +99,18 @@ void RegisterContexts(Registrar& r) {
         absl::StatusOr<std::vector<Document>> contexts =
             ctx.db()
                 .Table("covibe_session_contexts")
-                .WithIndex("by_workspace_published", Eq("workspace_id", Value(caller.workspace_id)))
-                .Order(SortOrder::kDesc)
+                .WithIndex(
+                    "by_workspace_expires",
+                    Eq("workspace_id", Value(caller.workspace_id)).Gt("expires_at", Value(now)))
                 .Filter([now, repo](const Document& c) {
                   return ContextActive(c, now) && (!repo.is_string() || c["repo"] == repo);
                 })
                 .Collect();
         if (!contexts.ok()) return contexts.status();
+        std::stable_sort(contexts->begin(), contexts->end(),
+                         [](const Document& a, const Document& b) {
+                           return a["published_at"].as_float64() > b["published_at"].as_float64();
+                         });
         return DocumentsValue(*contexts);
       });
 }

@@ -232,12 +232,21 @@ absl::StatusOr<std::vector<Document>> OpenWarningsOf(Reader& db, std::string_vie
   return open;
 }
 
+// Sets a task's overlap_status and keeps its workstream's in step: "warning" while any task of
+// the workstream has one, "none" once none has.
 absl::Status MarkOverlap(Transaction& tx, const Document& task, std::string_view status) {
   if (absl::Status s = tx.Patch(task.id(), {{"overlap_status", status}}); !s.ok()) return s;
-  if (status != "warning") return absl::OkStatus();
   absl::StatusOr<DocumentId> workstream = DocumentId::Parse(task["workstream_id"].as_string());
   if (!workstream.ok()) return workstream.status();
-  return tx.Patch(*workstream, {{"overlap_status", "warning"}});
+  if (status == "warning") return tx.Patch(*workstream, {{"overlap_status", "warning"}});
+  absl::StatusOr<std::optional<Document>> still_warned =
+      tx.Table("covibe_tasks")
+          .WithIndex("by_workstream", Eq("workstream_id", Value(*workstream)))
+          .Filter([](const Document& t) { return t["overlap_status"].as_string() == "warning"; })
+          .First();
+  if (!still_warned.ok()) return still_warned.status();
+  if (still_warned->has_value()) return absl::OkStatus();
+  return tx.Patch(*workstream, {{"overlap_status", "none"}});
 }
 
 // Warns about every active task that overlaps the now-active `task_id` (once per pair while a
@@ -332,6 +341,10 @@ absl::Status Reembed(Transaction& tx, const Caller& caller, const Document& task
           .First();
   if (!existing.ok()) return existing.status();
   if (existing->has_value()) {
+    if ((**existing)["workstream_id"] != task["workstream_id"]) {
+      absl::Status s = tx.Patch((*existing)->id(), {{"workstream_id", task["workstream_id"]}});
+      if (!s.ok()) return s;
+    }
     if ((**existing)["content_hash"].as_string() == hash) return absl::OkStatus();
     return tx.Patch((*existing)->id(), {{"content_hash", hash},
                                         {"status", "pending"},
@@ -347,6 +360,20 @@ absl::Status Reembed(Transaction& tx, const Caller& caller, const Document& task
   return tx.Insert("covibe_work_embeddings", std::move(fields)).status();
 }
 
+// The workstream `id` names, unless it is finished (done or cancelled): FailedPrecondition
+// naming table, workstream and status then.
+absl::StatusOr<Document> RequireOpenWorkstream(Reader& db, std::string_view fn, const Value& id) {
+  absl::StatusOr<Document> ws = RequireDoc(db, "covibe_workstreams", id);
+  if (!ws.ok()) return ws;
+  const std::string& status = (*ws)["status"].as_string();
+  if (status == "done" || status == "cancelled") {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "function \"%s\": table \"covibe_workstreams\" field \"status\": workstream \"%s\" is %s",
+        fn, ws->id().text(), status));
+  }
+  return ws;
+}
+
 struct ResolvedWorkstream {
   DocumentId id;
   bool auto_created = false;
@@ -360,14 +387,8 @@ absl::StatusOr<ResolvedWorkstream> ResolveWorkstream(Transaction& tx, const Call
                                                      double now, std::string_view fn,
                                                      const Value& args, const Object& task) {
   if (args["workstream_id"].is_string()) {
-    absl::StatusOr<Document> named = RequireDoc(tx, "covibe_workstreams", args["workstream_id"]);
+    absl::StatusOr<Document> named = RequireOpenWorkstream(tx, fn, args["workstream_id"]);
     if (!named.ok()) return named.status();
-    const std::string& status = (*named)["status"].as_string();
-    if (status == "done" || status == "cancelled") {
-      return absl::FailedPreconditionError(
-          absl::StrFormat("function \"%s\": table \"covibe_workstreams\": workstream \"%s\" is %s",
-                          fn, named->id().text(), status));
-    }
     return ResolvedWorkstream{named->id(), false};
   }
   const Value title = task.find("title")->second;
@@ -573,7 +594,8 @@ void RegisterTasks(Registrar& r) {
                    });
   }
   // The owner edits a planned task until it starts; each edit writes task.planned_updated and
-  // marks the task for re-embedding.
+  // marks the task for re-embedding. A new repo that its workstream does not cover (the
+  // workstream names another repo) re-matches the workstream as a new task's would be.
   r.ToolMutation(
       {.name = "covibe:updatePlannedTask",
        .args = TaskIdArgs(absl::StrFormat(R"(, "title": {"type": "optional", "of": "string"},
@@ -591,6 +613,17 @@ void RegisterTasks(Registrar& r) {
         if (!set.ok()) return set.status();
         if (set->empty()) return BadArg(fn, "task_id", "no field to update was given");
         const double now = env->NowMs();
+        if (fields["repo"] != (*task)["repo"]) {
+          absl::StatusOr<Document> ws =
+              RequireDoc(ctx.db(), "covibe_workstreams", (*task)["workstream_id"]);
+          if (!ws.ok()) return ws.status();
+          if ((*ws)["repo"].is_string() && (*ws)["repo"] != fields["repo"]) {
+            absl::StatusOr<ResolvedWorkstream> rematched =
+                ResolveWorkstream(ctx.db(), caller, now, fn, args, fields);
+            if (!rematched.ok()) return rematched.status();
+            fields["workstream_id"] = Value(rematched->id);
+          }
+        }
         fields["updated_at"] = now;
         if (absl::Status s = ctx.db().Replace(task->id(), std::move(fields)); !s.ok()) return s;
         absl::StatusOr<Document> updated = RequireDoc(ctx.db(), "covibe_tasks", args["task_id"]);
@@ -598,7 +631,7 @@ void RegisterTasks(Registrar& r) {
         if (absl::Status s = Reembed(ctx.db(), caller, *updated, now); !s.ok()) return s;
         absl::Status s = WriteWorkEvent(
             ctx.db(), caller, now, "task.planned_updated", Value(task->id()),
-            (*task)["workstream_id"], (*updated)["title"].as_string(),
+            (*updated)["workstream_id"], (*updated)["title"].as_string(),
             Object{{"fields", Value(Array(set->begin(), set->end()))}}, args["session_id"]);
         if (!s.ok()) return s;
         return updated->ToValue();
@@ -643,6 +676,8 @@ void RegisterTasks(Registrar& r) {
               "(set it with covibe:updatePlannedTask)",
               fn, task->id().text()));
         }
+        absl::StatusOr<Document> ws = RequireOpenWorkstream(ctx.db(), fn, (*task)["workstream_id"]);
+        if (!ws.ok()) return ws.status();
         if (absl::Status s = RequirePreflight(ctx.db(), caller, *env, fn); !s.ok()) return s;
         const double now = env->NowMs();
         absl::Status s = ctx.db().Patch(
@@ -789,6 +824,15 @@ void RegisterWorkstreams(Registrar& r) {
   }
 }
 
+// The optional `limit` argument of a listing: 1 to 1000, `fallback` when absent.
+absl::StatusOr<size_t> LimitArg(std::string_view fn, const Value& args, double fallback = 100) {
+  const double limit = args["limit"].is_float64() ? args["limit"].as_float64() : fallback;
+  if (!(limit >= 1) || limit > 1000) {
+    return BadArg(fn, "limit", absl::StrFormat("%g is not between 1 and 1000", limit));
+  }
+  return static_cast<size_t>(limit);
+}
+
 Value PageValue(const PaginationResult& page) {
   return Value(Object{{"page", DocumentsValue(page.page)},
                       {"continueCursor", page.continue_cursor},
@@ -831,13 +875,16 @@ void RegisterWorkQueries(Registrar& r) {
                 if (!page.ok()) return page.status();
                 return PageValue(*page);
               });
-  // The workspace's overlap warnings of one status ("open" by default), oldest first: the live
-  // view of who collides with whom.
+  // The workspace's overlap warnings of one status: "open" (the default) oldest first, the live
+  // view of who collides with whom; "resolved" newest first. At most `limit` (default 100).
   r.ToolQuery({.name = "covibe:listOverlapWarnings",
                .args = R"({"status": {"type": "optional", "of": {"type": "union", "of": [
-                              {"type": "literal", "value": "open"},
-                              {"type": "literal", "value": "resolved"}]}}})"},
+                      {"type": "literal", "value": "open"},
+                      {"type": "literal", "value": "resolved"}]}},
+                   "limit": {"type": "optional", "of": "number"}})"},
               [](QueryContext& ctx, const Value& args, const Caller& caller) -> Result {
+                absl::StatusOr<size_t> limit = LimitArg("covibe:listOverlapWarnings", args);
+                if (!limit.ok()) return limit.status();
                 const Value status = args["status"].is_string() ? args["status"] : Value("open");
                 absl::StatusOr<std::vector<Document>> warnings =
                     ctx.db()
@@ -845,7 +892,8 @@ void RegisterWorkQueries(Registrar& r) {
                         .WithIndex(
                             "by_workspace_status",
                             Eq("workspace_id", Value(caller.workspace_id)).Eq("status", status))
-                        .Collect();
+                        .Order(status == Value("open") ? SortOrder::kAsc : SortOrder::kDesc)
+                        .Take(*limit);
                 if (!warnings.ok()) return warnings.status();
                 return DocumentsValue(*warnings);
               });
@@ -855,32 +903,47 @@ void RegisterWorkQueries(Registrar& r) {
        .args = R"({"task_id": {"type": "optional", "of": {"type": "id", "table": "covibe_tasks"}},
                    "limit": {"type": "optional", "of": "number"}})"},
       [](QueryContext& ctx, const Value& args, const Caller& caller) -> Result {
-        const double limit = args["limit"].is_float64() ? args["limit"].as_float64() : 50;
-        if (!(limit >= 1) || limit > 1000) {
-          return BadArg("covibe:listWorkEvents", "limit",
-                        absl::StrFormat("%g is not between 1 and 1000", limit));
-        }
+        absl::StatusOr<size_t> limit = LimitArg("covibe:listWorkEvents", args, 50);
+        if (!limit.ok()) return limit.status();
         Query query = ctx.db().Table("covibe_work_events");
         if (args["task_id"].is_string()) {
           query.WithIndex("by_task", Eq("task_id", args["task_id"]));
         } else {
           query.WithIndex("by_workspace_created", Eq("workspace_id", Value(caller.workspace_id)));
         }
-        absl::StatusOr<std::vector<Document>> events =
-            query.Order(SortOrder::kDesc).Take(static_cast<size_t>(limit));
+        absl::StatusOr<std::vector<Document>> events = query.Order(SortOrder::kDesc).Take(*limit);
         if (!events.ok()) return events.status();
         return DocumentsValue(*events);
       });
+  // The workspace's workstreams (of one status, or of every status), newest first, at most
+  // `limit` (default 100): each status is read newest first and bounded by the limit.
   r.ToolQuery(
       {.name = "covibe:listWorkstreams",
-       .args = absl::StrFormat(R"({"status": {"type": "optional", "of": %s}})", kStatusLiterals)},
+       .args = absl::StrFormat(R"({"status": {"type": "optional", "of": %s},
+                                   "limit": {"type": "optional", "of": "number"}})",
+                               kStatusLiterals)},
       [](QueryContext& ctx, const Value& args, const Caller& caller) -> Result {
-        IndexRange range = Eq("workspace_id", Value(caller.workspace_id));
-        if (args["status"].is_string()) range.Eq("status", args["status"]);
-        absl::StatusOr<std::vector<Document>> workstreams =
-            ctx.db().Table("covibe_workstreams").WithIndex("by_workspace_status", range).Collect();
-        if (!workstreams.ok()) return workstreams.status();
-        return DocumentsValue(*workstreams);
+        absl::StatusOr<size_t> limit = LimitArg("covibe:listWorkstreams", args);
+        if (!limit.ok()) return limit.status();
+        std::vector<std::string> statuses = {"planned", "active", "blocked", "done", "cancelled"};
+        if (args["status"].is_string()) statuses = {args["status"].as_string()};
+        std::vector<Document> all;
+        for (const std::string& status : statuses) {
+          absl::StatusOr<std::vector<Document>> some =
+              ctx.db()
+                  .Table("covibe_workstreams")
+                  .WithIndex("by_workspace_status",
+                             Eq("workspace_id", Value(caller.workspace_id)).Eq("status", status))
+                  .Order(SortOrder::kDesc)
+                  .Take(*limit);
+          if (!some.ok()) return some.status();
+          all.insert(all.end(), some->begin(), some->end());
+        }
+        std::stable_sort(all.begin(), all.end(), [](const Document& a, const Document& b) {
+          return a["created_at"].as_float64() > b["created_at"].as_float64();
+        });
+        if (all.size() > *limit) all.resize(*limit);
+        return DocumentsValue(all);
       });
 }
 
