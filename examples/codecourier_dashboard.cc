@@ -71,26 +71,40 @@ int Run(const std::string& dir) {
     return 1;
   }
   const stagedb::Auth ada = stagedb::Auth::User({.subject = "user_ada"});
-  auto call = [&](std::string_view name, Object args, const stagedb::Auth& auth) -> Value {
-    absl::StatusOr<Value> result = db.Call(name, Value(std::move(args)), auth);
-    if (!result.ok()) {
-      Expect(false, std::string(name) + ": " + result.status().ToString());
-      return Value(nullptr);
+  // A failed call is a failed step: reported at once on the main thread; on the stand-in
+  // threads collected (under `mu`) and reported by the main thread after joining them.
+  std::mutex mu;
+  const std::thread::id main_thread = std::this_thread::get_id();
+  std::vector<std::string> background_failures;
+  auto checked = [&](std::string_view name, absl::StatusOr<Value> result) -> Value {
+    if (result.ok()) return *std::move(result);
+    std::string failure = std::string(name) + ": " + result.status().ToString();
+    if (std::this_thread::get_id() == main_thread) {
+      Expect(false, failure);
+    } else {
+      std::lock_guard<std::mutex> lock(mu);
+      background_failures.push_back(std::move(failure));
     }
-    return *std::move(result);
+    return Value(nullptr);
+  };
+  auto report_background_failures = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const std::string& failure : background_failures) Expect(false, failure);
+    background_failures.clear();
+  };
+  auto call = [&](std::string_view name, Object args, const stagedb::Auth& auth) -> Value {
+    return checked(name, db.Call(name, Value(std::move(args)), auth));
   };
   auto internal = [&](std::string_view name, Object args) -> Value {
-    absl::StatusOr<Value> result = db.CallInternal(name, Value(std::move(args)));
-    if (!result.ok()) {
-      Expect(false, std::string(name) + ": " + result.status().ToString());
-      return Value(nullptr);
-    }
-    return *std::move(result);
+    return checked(name, db.CallInternal(name, Value(std::move(args))));
   };
   auto settle = [&] { (void)db.WaitForDelivery(db.LastCommitTimestamp(), absl::Seconds(30)); };
 
   std::cout << "1. Ada signs in, creates a project and a workflow, starts 12 runs:\n";
-  call("codecourier/users:store", {{"email", "ada@example.com"}, {"name", "Ada"}}, ada);
+  // Clerk's webhook brings Ada's profile; the dashboard then stores the signed-in user.
+  internal("codecourier/users:upsertFromClerk",
+           {{"clerkId", "user_ada"}, {"email", "ada@example.com"}, {"name", "Ada"}});
+  call("codecourier/users:store", {}, ada);
   const Value project =
       call("codecourier/projects:create", {{"name", "Courier web"}, {"slug", "courier-web"}}, ada);
   const Value workflow = call("codecourier/workflows:create",
@@ -110,7 +124,6 @@ int Run(const std::string& dir) {
   std::cout << "2. The runs list: page 1 live, later pages read while 8 more runs start:\n";
   const Value first =
       call("codecourier/runs:listPaginated", PageArgs(project, Value(), Value()), ada);
-  std::mutex mu;
   Value live_first;
   absl::StatusOr<stagedb::Subscription> runs_sub = db.SubscribeFunction(
       "codecourier/runs:listPaginated", Value(PageArgs(project, Value(), first["continueCursor"])),
@@ -134,11 +147,13 @@ int Run(const std::string& dir) {
   for (int page = 2; cursor.is_string(); ++page) {
     const Value result =
         call("codecourier/runs:listPaginated", PageArgs(project, cursor, Value()), ada);
+    if (!result["page"].is_array()) break;  // the failed call was reported
     std::cout << "     page " << page << ": " << result["page"].as_array().size() << " runs\n";
     for (const std::string& id : Ids(result["page"])) later.push_back(id);
     cursor = result["isDone"] == Value(true) ? Value() : result["continueCursor"];
   }
   trigger.join();
+  report_background_failures();
   settle();
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -169,7 +184,7 @@ int Run(const std::string& dir) {
           std::cout << "     [" << added.document["role"].as_string() << "] "
                     << added.document["content"].as_string() << "\n";
         }
-        messages_shown = update.result->as_array().size();
+        if (update.result->is_array()) messages_shown = update.result->as_array().size();
       }),
       ada);
   if (!chat.ok()) return 1;
@@ -185,6 +200,7 @@ int Run(const std::string& dir) {
     }
   });
   agent.join();
+  report_background_failures();
   settle();
   int before_other = 0;
   {
@@ -197,7 +213,7 @@ int Run(const std::string& dir) {
   {
     std::lock_guard<std::mutex> lock(mu);
     Expect(messages_shown == 3, "the conversation shows 3 messages");
-    Expect(conversation_updates == before_other, "a message in another sandbox did not re-run it");
+    Expect(conversation_updates == before_other, "a message in another sandbox did not change it");
   }
 
   std::cout << "4. The session ends; the scheduled extraction saves a learning:\n";
@@ -221,10 +237,15 @@ int Run(const std::string& dir) {
       call("codecourier/usage:getProjectUsageSummary",
            {{"projectId", project}, {"startDate", "2026-01-01"}, {"endDate", "2026-12-31"}}, ada);
   const Value& counters = summary["counters"];
-  std::cout << "     runs " << counters["runCount"].as_float64() << ", sandboxes "
-            << counters["sandboxCount"].as_float64() << ", workflows "
-            << counters["workflowCount"].as_float64() << ", members "
-            << counters["memberCount"].as_float64() << "\n";
+  // A failed call leaves no counters (null): print "?" rather than read a missing number.
+  auto count = [&](const char* field) {
+    const Value& value = counters[field];
+    return value.is_float64() ? std::to_string(static_cast<int64_t>(value.as_float64()))
+                              : std::string("?");
+  };
+  std::cout << "     runs " << count("runCount") << ", sandboxes " << count("sandboxCount")
+            << ", workflows " << count("workflowCount") << ", members " << count("memberCount")
+            << "\n";
   Expect(counters["runCount"] == Value(20.0) && counters["sandboxCount"] == Value(2.0) &&
              counters["workflowCount"] == Value(1.0) && counters["memberCount"] == Value(1.0),
          "the counters match what was created");

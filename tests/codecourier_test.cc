@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -63,10 +64,12 @@ struct Courier {
     REQUIRE(result.ok());
     return *std::move(result);
   }
-  // A user record for `clerk_id` (email <clerk_id>@example.com); returns its id.
+  // A user record for `clerk_id` (email <clerk_id>@example.com, from the Clerk webhook), as
+  // the dashboard stores it after sign-in; returns its id.
   std::string NewUser(const std::string& clerk_id) {
-    return Call("codecourier/users:store", {{"email", clerk_id + "@example.com"}}, As(clerk_id))
-        .as_string();
+    Internal("codecourier/users:upsertFromClerk",
+             {{"clerkId", clerk_id}, {"email", clerk_id + "@example.com"}});
+    return Call("codecourier/users:store", {}, As(clerk_id)).as_string();
   }
   std::string NewProject(const std::string& owner, const std::string& slug) {
     return Call("codecourier/projects:create", {{"name", slug}, {"slug", slug}}, As(owner))
@@ -78,6 +81,17 @@ struct Courier {
     Call("codecourier/projectMembers:invite",
          {{"projectId", project}, {"email", member + "@example.com"}, {"role", role}}, As(owner));
     Call("codecourier/projectMembers:acceptInvitation", {{"projectId", project}}, As(member));
+  }
+  // `count` sandboxes of `project` named s0, s1... (created by user_ada); their ids, oldest first.
+  std::vector<std::string> NewSandboxes(const std::string& project, int count) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < count; ++i) {
+      ids.push_back(Call("codecourier/sandboxes:create",
+                         {{"projectId", project}, {"name", "s" + std::to_string(i)}},
+                         As("user_ada"))
+                        .as_string());
+    }
+    return ids;
   }
   std::string NewWorkflow(const std::string& project, const std::string& who) {
     return Call("codecourier/workflows:create",
@@ -95,6 +109,20 @@ struct Courier {
                 As(who))["counters"];
   }
   void Settle() { REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30))); }
+  // Registers the public query "test:counted:<function>" that counts its runs and returns
+  // `function`'s result: subscribed to, it shows every re-run, also those whose result did not
+  // change (which the engine never delivers), so an over-broad read set shows.
+  std::shared_ptr<std::atomic<int>> Counted(const std::string& function) {
+    auto runs = std::make_shared<std::atomic<int>>(0);
+    std::string name = function;
+    std::replace(name.begin(), name.end(), '/', '_');
+    REQUIRE_OK(db->RegisterQuery({.name = "test:counted_" + name.substr(name.find(':') + 1)},
+                                 [runs, function](QueryContext& ctx, const Value& args) {
+                                   ++*runs;
+                                   return ctx.RunQuery(function, args);
+                                 }));
+    return runs;
+  }
 };
 
 Object Page(const std::string& project, double num_items, Value cursor = Value(Undefined{}),
@@ -113,16 +141,35 @@ std::vector<std::string> Ids(const Value& documents) {
 
 TEST_CASE("users and projects: the owner's membership, settings and counters come with it") {
   Courier c;
-  CHECK_ERROR(c.Try("codecourier/users:store", {{"email", "x@example.com"}}, Auth::Anonymous()),
-              Code::kUnauthenticated);
+  CHECK_ERROR(c.Try("codecourier/users:store", {}, Auth::Anonymous()), Code::kUnauthenticated);
   const std::string ada = c.NewUser("user_ada");
   CHECK(c.NewUser("user_ada") == ada);  // store is an upsert by Clerk id
   CHECK(c.Call("codecourier/users:current", {}, As("user_ada"))["clerkId"] == Value("user_ada"));
   CHECK(c.Call("codecourier/users:current", {}, As("user_nobody")).is_null());
-  c.Internal("codecourier/users:upsertFromClerk",
-             {{"clerkId", "user_ada"}, {"email", "ada@new.example.com"}, {"name", "Ada"}});
+  c.Internal("codecourier/users:upsertFromClerk", {{"clerkId", "user_ada"},
+                                                   {"email", "ada@new.example.com"},
+                                                   {"name", "Ada"},
+                                                   {"imageUrl", "https://img/ada.png"}});
   CHECK(c.Call("codecourier/users:current", {}, As("user_ada"))["email"] ==
         Value("ada@new.example.com"));
+  // An update without name or image (and a later sign-in) keeps them.
+  c.Internal("codecourier/users:upsertFromClerk",
+             {{"clerkId", "user_ada"}, {"email", "ada@newer.example.com"}});
+  CHECK(c.Call("codecourier/users:store", {}, As("user_ada")) == Value(ada));
+  Value current = c.Call("codecourier/users:current", {}, As("user_ada"));
+  CHECK(current["email"] == Value("ada@newer.example.com"));
+  CHECK(current["name"] == Value("Ada"));
+  CHECK(current["imageUrl"] == Value("https://img/ada.png"));
+  CHECK_ERROR(c.db->CallInternal("codecourier/users:upsertFromClerk",
+                                 Value(Object{{"clerkId", "user_x"}, {"email", " "}})),
+              Code::kInvalidArgument, "cc_users", "email");
+  // Signing in before the webhook arrived: a bare user (no email), completed by the webhook.
+  const std::string early = c.Call("codecourier/users:store", {}, As("user_early")).as_string();
+  CHECK(c.Call("codecourier/users:current", {}, As("user_early"))["email"].is_undefined());
+  CHECK(c.Internal("codecourier/users:upsertFromClerk",
+                   {{"clerkId", "user_early"}, {"email", "early@example.com"}}) == Value(early));
+  CHECK(c.Call("codecourier/users:current", {}, As("user_early"))["email"] ==
+        Value("early@example.com"));
 
   CHECK_ERROR(
       c.Try("codecourier/projects:create", {{"name", "P"}, {"slug", "p"}}, As("user_nobody")),
@@ -253,6 +300,53 @@ TEST_CASE("membership: invitations, roles, and non-members refused naming the pr
   Value settings = c.Call("codecourier/projectSettings:get", by_project, As("user_ada"));
   CHECK(settings["systemPrompt"] == Value("Be terse"));
   CHECK(settings["envVars"] == Value(Object{{"A", "1"}}));
+  CHECK(c.Call("codecourier/projectSettings:get", by_project, As("user_carol"))["envVars"] ==
+        Value(Object{{"A", "1"}}));
+  // A member sees which env vars are set, not their values.
+  c.NewUser("user_dan");
+  c.Join(project, "user_ada", "user_dan");
+  Value seen_by_member = c.Call("codecourier/projectSettings:get", by_project, As("user_dan"));
+  CHECK(seen_by_member["envVars"].is_undefined());
+  CHECK(seen_by_member["envVarNames"] == Value(Array{Value("A")}));
+  CHECK(seen_by_member["systemPrompt"] == Value("Be terse"));
+}
+
+TEST_CASE("invitations go to the Clerk-verified email only; a shared email is refused") {
+  Courier c;
+  const std::string ada = c.NewUser("user_ada");
+  const std::string project = c.NewProject("user_ada", "takeover");
+  auto invite = [&](const std::string& email) {
+    return c.Try("codecourier/projectMembers:invite",
+                 {{"projectId", project}, {"email", email}, {"role", "admin"}}, As("user_ada"));
+  };
+  // Eve signs in and claims Frank's address before Frank has an account: store takes no email,
+  // so her record has none and the invitation cannot reach her.
+  CHECK_ERROR(c.Try("codecourier/users:store", {{"email", "frank@example.com"}}, As("user_eve")),
+              Code::kInvalidArgument, "email");
+  const std::string eve = c.Call("codecourier/users:store", {}, As("user_eve")).as_string();
+  CHECK(c.Call("codecourier/users:current", {}, As("user_eve"))["email"].is_undefined());
+  CHECK_ERROR(invite("frank@example.com"), Code::kNotFound, "frank@example.com");
+  // Frank's account arrives through the webhook: the invitation is his.
+  const std::string frank = c.Internal("codecourier/users:upsertFromClerk",
+                                       {{"clerkId", "user_frank"}, {"email", "frank@example.com"}})
+                                .as_string();
+  REQUIRE(invite("frank@example.com").ok());
+  CHECK_ERROR(c.Try("codecourier/projectMembers:acceptInvitation", {{"projectId", project}},
+                    As("user_eve")),
+              Code::kNotFound, eve);
+  CHECK(c.Call("codecourier/notifications:listMine", {}, As("user_eve")).as_array().empty());
+  c.Call("codecourier/projectMembers:acceptInvitation", {{"projectId", project}}, As("user_frank"));
+  // Two accounts with one email (say a re-created Clerk account): refused, nothing written.
+  c.NewUser("user_gus");
+  c.Internal("codecourier/users:upsertFromClerk",
+             {{"clerkId", "user_gus_again"}, {"email", "user_gus@example.com"}});
+  CHECK_ERROR(invite("user_gus@example.com"), Code::kFailedPrecondition, "cc_users", "email",
+              "user_gus@example.com", "more than one");
+  Value members =
+      c.Call("codecourier/projectMembers:listByProject", {{"projectId", project}}, As("user_ada"));
+  std::set<std::string> member_ids;
+  for (const Value& member : members.as_array()) member_ids.insert(member["userId"].as_string());
+  CHECK(member_ids == std::set<std::string>{ada, frank});
 }
 
 TEST_CASE("REST API keys: shown once, stored hashed, usage counted, revocable") {
@@ -358,18 +452,48 @@ TEST_CASE("provider keys: sealed, shown by last four, project keys override user
   CHECK(c.Call("codecourier/apiKeys:remove", {{"provider", "anthropic"}}, As("user_ada")) ==
         Value(true));
   CHECK(resolve("anthropic").is_null());
+  // Only a member's key serves the project: Eve's key is not resolved for it.
+  const std::string eve = c.NewUser("user_eve");
+  c.Call("codecourier/apiKeys:set", {{"provider", "anthropic"}, {"key", "sk-eve-5555"}},
+         As("user_eve"));
+  CHECK_ERROR(
+      c.db->CallInternal(
+          "codecourier/providerKeys:resolveEffective",
+          Value(Object{{"projectId", project}, {"userId", eve}, {"provider", "anthropic"}})),
+      Code::kPermissionDenied, "cc_projectMembers", eve, project);
   // Resolving is internal.
   CHECK_ERROR(c.Try("codecourier/providerKeys:resolveEffective",
                     {{"projectId", project}, {"userId", ada}, {"provider", "e2b"}}, As("user_ada")),
               Code::kPermissionDenied);
 }
 
-TEST_CASE("without a field key, provider keys cannot be stored") {
-  Courier c(codecourier::CodeCourierOptions{});
-  c.NewUser("user_ada");
+TEST_CASE("without a field key, provider and deploy keys cannot be stored or resolved") {
+  Courier c;
+  const std::string ada = c.NewUser("user_ada");
+  const std::string project = c.NewProject("user_ada", "nokey");
+  c.Call("codecourier/apiKeys:set", {{"provider", "openai"}, {"key", "sk-1"}}, As("user_ada"));
+  c.Call("codecourier/projectSettings:update", {{"projectId", project}, {"deployKey", "ssh-1"}},
+         As("user_ada"));
+  // The host restarts without its field key.
+  c.db.reset();
+  c.Open(codecourier::CodeCourierOptions{});
   CHECK_ERROR(
-      c.Try("codecourier/apiKeys:set", {{"provider", "openai"}, {"key", "sk-1"}}, As("user_ada")),
-      Code::kFailedPrecondition, "no field key");
+      c.Try("codecourier/apiKeys:set", {{"provider", "openai"}, {"key", "sk-2"}}, As("user_ada")),
+      Code::kFailedPrecondition, "cc_apiKeys", "no field key");
+  CHECK_ERROR(c.Try("codecourier/projectSettings:update",
+                    {{"projectId", project}, {"deployKey", "ssh-2"}}, As("user_ada")),
+              Code::kFailedPrecondition, "cc_projectSettings", "no field key");
+  CHECK_ERROR(c.db->CallInternal(
+                  "codecourier/providerKeys:resolveEffective",
+                  Value(Object{{"projectId", project}, {"userId", ada}, {"provider", "openai"}})),
+              Code::kFailedPrecondition, "cc_apiKeys", "no field key");
+  CHECK_ERROR(c.db->CallInternal("codecourier/projectSettings:resolveDeployKey",
+                                 Value(Object{{"projectId", project}})),
+              Code::kFailedPrecondition, "cc_projectSettings", "no field key");
+  // What needs no decryption still works.
+  CHECK(c.Call("codecourier/apiKeys:list", {}, As("user_ada")).as_array().size() == 1);
+  CHECK(c.Call("codecourier/projectSettings:get", {{"projectId", project}},
+               As("user_ada"))["deployKeyLastFour"] == Value("sh-1"));
 }
 
 std::string FileBytes(const std::string& path) {
@@ -396,6 +520,15 @@ TEST_CASE("the clear API key, provider key and deploy key are not in the databas
   CHECK(c.Call("codecourier/projectSettings:get", {{"projectId", project}},
                As("user_ada"))["encryptedDeployKey"]
             .is_undefined());
+  // The callback side unseals it (internal only).
+  CHECK(c.Internal("codecourier/projectSettings:resolveDeployKey", {{"projectId", project}}) ==
+        Value(Object{{"key", deploy_key}, {"lastFour", "cdef"}}));
+  CHECK_ERROR(c.Try("codecourier/projectSettings:resolveDeployKey", {{"projectId", project}},
+                    As("user_ada")),
+              Code::kPermissionDenied);
+  const std::string keyless = c.NewProject("user_ada", "bytes-keyless");
+  CHECK(c.Internal("codecourier/projectSettings:resolveDeployKey", {{"projectId", keyless}})
+            .is_null());
   c.db.reset();
   const std::string bytes = FileBytes(c.dir.Sub("db") + "/data.mdb");
   REQUIRE(!bytes.empty());
@@ -410,13 +543,7 @@ TEST_CASE("sandboxes: paginated newest first, soft-deleted ones left out, rename
   c.NewUser("user_ada");
   const std::string project = c.NewProject("user_ada", "sbx");
   const std::string other = c.NewProject("user_ada", "sbx-other");
-  std::vector<std::string> created;
-  for (int i = 0; i < 23; ++i) {
-    created.push_back(c.Call("codecourier/sandboxes:create",
-                             {{"projectId", project}, {"name", "s" + std::to_string(i)}},
-                             As("user_ada"))
-                          .as_string());
-  }
+  const std::vector<std::string> created = c.NewSandboxes(project, 23);
   c.Call("codecourier/sandboxes:create", {{"projectId", other}, {"name", "elsewhere"}},
          As("user_ada"));
   c.Call("codecourier/sandboxes:deleteSandbox", {{"id", created[22]}}, As("user_ada"));
@@ -466,6 +593,88 @@ TEST_CASE("sandboxes: paginated newest first, soft-deleted ones left out, rename
   CHECK_ERROR(c.Try("codecourier/sandboxes:listPaginated",
                     Page(project, 5, other_page["continueCursor"]), As("user_ada")),
               Code::kInvalidArgument, "cursor");
+}
+
+TEST_CASE("a member of another project cannot reach this project's records by id") {
+  Courier c;
+  c.NewUser("user_ada");
+  c.NewUser("user_mal");
+  const std::string project = c.NewProject("user_ada", "guarded");
+  c.NewProject("user_mal", "mallory");  // Mal is an owner, just not of this project
+  const std::string sandbox = c.Call("codecourier/sandboxes:create",
+                                     {{"projectId", project}, {"name", "secret"}}, As("user_ada"))
+                                  .as_string();
+  const std::string workflow = c.NewWorkflow(project, "user_ada");
+  const std::string run = c.Call("codecourier/runs:create",
+                                 {{"projectId", project}, {"workflowId", workflow}}, As("user_ada"))
+                              .as_string();
+  const Value key = c.Call("codecourier/projectApiKeys:generate",
+                           {{"projectId", project}, {"name", "ci"}}, As("user_ada"))["keyId"];
+  const std::vector<std::pair<const char*, Object>> attempts = {
+      {"codecourier/sandboxes:get", {{"sandboxId", sandbox}}},
+      {"codecourier/sandboxMessages:listBySandbox", {{"sandboxId", sandbox}}},
+      {"codecourier/sandboxMessages:send", {{"sandboxId", sandbox}, {"content", "hi"}}},
+      {"codecourier/sandboxes:endSession", {{"sandboxId", sandbox}}},
+      {"codecourier/runSteps:listByRun", {{"runId", run}}},
+      {"codecourier/runs:get", {{"runId", run}}},
+      {"codecourier/runs:renameRun", {{"id", run}, {"name", "mine now"}}},
+      {"codecourier/runs:deleteRun", {{"id", run}}},
+      {"codecourier/sandboxes:renameSandbox", {{"id", sandbox}, {"name", "mine now"}}},
+      {"codecourier/sandboxes:deleteSandbox", {{"id", sandbox}}},
+      {"codecourier/workflows:get", {{"workflowId", workflow}}},
+      {"codecourier/workflows:update", {{"workflowId", workflow}, {"name", "mine now"}}},
+      {"codecourier/workflows:deleteWorkflow", {{"workflowId", workflow}}},
+      {"codecourier/projectApiKeys:revoke", {{"keyId", key}}}};
+  for (const auto& [fn, args] : attempts) {
+    INFO(fn);
+    CHECK_ERROR(c.Try(fn, args, As("user_mal")), Code::kPermissionDenied, "user_mal", project,
+                "not a member");
+  }
+  // Nothing changed.
+  CHECK(c.Call("codecourier/sandboxes:get", {{"sandboxId", sandbox}}, As("user_ada"))["name"] ==
+        Value("secret"));
+  CHECK(c.Call("codecourier/workflows:get", {{"workflowId", workflow}}, As("user_ada"))["name"] ==
+        Value("Ship a feature"));
+  CHECK(c.Call("codecourier/runs:get", {{"runId", run}}, As("user_ada"))["name"] ==
+        Value("Ship a feature"));
+  CHECK(c.Call("codecourier/projectApiKeys:list", {{"projectId", project}}, As("user_ada"))
+            .as_array()[0]["revokedAt"]
+            .is_undefined());
+  CHECK(
+      c.Call("codecourier/sandboxMessages:listBySandbox", {{"sandboxId", sandbox}}, As("user_ada"))
+          .as_array()
+          .empty());
+  Value counters = c.Counters(project, "user_ada");
+  CHECK(counters["sandboxCount"] == Value(1.0));
+  CHECK(counters["runCount"] == Value(1.0));
+  CHECK(counters["workflowCount"] == Value(1.0));
+}
+
+TEST_CASE("sandboxes: rows deleted while paging leave no gap or duplicate in later pages") {
+  Courier c;
+  c.NewUser("user_ada");
+  const std::string project = c.NewProject("user_ada", "paging-deletes");
+  const std::vector<std::string> created = c.NewSandboxes(project, 12);
+  Value first = c.Call("codecourier/sandboxes:listPaginated", Page(project, 5), As("user_ada"));
+  CHECK(Ids(first["page"]) ==
+        std::vector<std::string>{created[11], created[10], created[9], created[8], created[7]});
+  // Deleted: one already shown, the first page's last row (the cursor's), one of the next
+  // page and the oldest.
+  for (int i : {9, 7, 4, 0}) {
+    c.Call("codecourier/sandboxes:deleteSandbox", {{"id", created[i]}}, As("user_ada"));
+  }
+  std::vector<std::string> rest;
+  Value cursor = first["continueCursor"];
+  for (int pages = 0; pages < 10; ++pages) {
+    Value page =
+        c.Call("codecourier/sandboxes:listPaginated", Page(project, 5, cursor), As("user_ada"));
+    for (const std::string& id : Ids(page["page"])) rest.push_back(id);
+    if (page["isDone"] == Value(true)) break;
+    cursor = page["continueCursor"];
+  }
+  CHECK(rest ==
+        std::vector<std::string>{created[6], created[5], created[3], created[2], created[1]});
+  CHECK(c.Counters(project, "user_ada")["sandboxCount"] == Value(8.0));
 }
 
 TEST_CASE("runs: paging while another thread inserts shows no gaps or duplicates") {
@@ -580,25 +789,28 @@ TEST_CASE("live conversation and run steps fire on their own writes, not on othe
   const std::string my_run = run();
   const std::string other_run = run();
 
+  // Subscribed through counting wrappers: a re-run shows even when its result is unchanged.
+  auto message_runs = c.Counted("codecourier/sandboxMessages:listBySandbox");
+  auto step_runs = c.Counted("codecourier/runSteps:listByRun");
   UpdateCounter messages, steps;
   absl::StatusOr<Subscription> messages_sub =
-      c.db->SubscribeFunction("codecourier/sandboxMessages:listBySandbox",
-                              Value(Object{{"sandboxId", mine}}), messages.Slot(), As("user_ada"));
-  absl::StatusOr<Subscription> steps_sub =
-      c.db->SubscribeFunction("codecourier/runSteps:listByRun", Value(Object{{"runId", my_run}}),
-                              steps.Slot(), As("user_ada"));
+      c.db->SubscribeFunction("test:counted_listBySandbox", Value(Object{{"sandboxId", mine}}),
+                              messages.Slot(), As("user_ada"));
+  absl::StatusOr<Subscription> steps_sub = c.db->SubscribeFunction(
+      "test:counted_listByRun", Value(Object{{"runId", my_run}}), steps.Slot(), As("user_ada"));
   REQUIRE_OK(messages_sub);
   REQUIRE_OK(steps_sub);
   c.Settle();
-  int messages_seen = messages.count(), steps_seen = steps.count();
+  int messages_seen = *message_runs, steps_seen = *step_runs;
+  REQUIRE(messages_seen >= 1);
   auto step = [&](const char* what, bool messages_fire, bool steps_fire, auto&& act) {
     INFO(what);
     act();
     c.Settle();
-    CHECK((messages.count() > messages_seen) == messages_fire);
-    CHECK((steps.count() > steps_seen) == steps_fire);
-    messages_seen = messages.count();
-    steps_seen = steps.count();
+    CHECK((*message_runs > messages_seen) == messages_fire);
+    CHECK((*step_runs > steps_seen) == steps_fire);
+    messages_seen = *message_runs;
+    steps_seen = *step_runs;
   };
   step("a message in another sandbox", false, false, [&] {
     c.Internal("codecourier/callbacks:appendSandboxMessage",
@@ -622,6 +834,13 @@ TEST_CASE("live conversation and run steps fire on their own writes, not on othe
   });
   step("another sandbox is renamed", false, false, [&] {
     c.Call("codecourier/sandboxes:renameSandbox", {{"id", theirs}, {"name", "x"}}, As("user_ada"));
+  });
+  step("another run is renamed", false, false, [&] {
+    c.Call("codecourier/runs:renameRun", {{"id", other_run}, {"name", "y"}}, As("user_ada"));
+  });
+  step("a sandbox and a run are created", false, false, [&] {
+    sandbox("third");
+    run();
   });
   step("this run's step completes", false, true, [&] {
     c.Internal("codecourier/callbacks:updateRunStep",
@@ -676,6 +895,27 @@ TEST_CASE("callbacks are internal; runs finish once, with notifications") {
   REQUIRE(steps.as_array().size() == 2);
   CHECK(steps.as_array()[1]["kind"] == Value("checker"));
   CHECK(steps.as_array()[1]["status"] == Value("pending"));
+  // A finished step stays finished (a late "running" is refused); repeating its status is not.
+  c.Internal("codecourier/callbacks:updateRunStep",
+             {{"runId", run}, {"order", 0.0}, {"status", "completed"}, {"output", "ok"}});
+  for (const char* later : {"running", "failed", "skipped"}) {
+    INFO(later);
+    CHECK_ERROR(
+        c.db->CallInternal("codecourier/callbacks:updateRunStep",
+                           Value(Object{{"runId", run}, {"order", 0.0}, {"status", later}})),
+        Code::kFailedPrecondition, "cc_runSteps", "step 0", run, "completed", later);
+  }
+  c.Internal("codecourier/callbacks:updateRunStep",
+             {{"runId", run}, {"order", 0.0}, {"status", "completed"}, {"output", "ok"}});
+  c.Internal("codecourier/callbacks:updateRunStep",
+             {{"runId", run}, {"order", 1.0}, {"status", "skipped"}});
+  CHECK_ERROR(
+      c.db->CallInternal("codecourier/callbacks:updateRunStep",
+                         Value(Object{{"runId", run}, {"order", 1.0}, {"status", "running"}})),
+      Code::kFailedPrecondition, "step 1", "skipped", "running");
+  steps = c.Call("codecourier/runSteps:listByRun", {{"runId", run}}, As("user_ada"));
+  CHECK(steps.as_array()[0]["status"] == Value("completed"));
+  CHECK(steps.as_array()[1]["status"] == Value("skipped"));
 
   c.Internal("codecourier/callbacks:completeRun", {{"runId", run},
                                                    {"status", "completed"},
@@ -706,6 +946,51 @@ TEST_CASE("callbacks are internal; runs finish once, with notifications") {
   CHECK_ERROR(c.Try("codecourier/notifications:markRead",
                     {{"notificationId", notes.as_array()[1]["_id"]}}, As("user_eve")),
               Code::kNotFound, "cc_notifications");
+
+  // Failed and cancelled runs: their own notification kinds and daily counts.
+  for (const char* outcome : {"failed", "cancelled"}) {
+    const std::string other =
+        c.Call("codecourier/runs:create", {{"projectId", project}, {"workflowId", workflow}},
+               As("user_ada"))
+            .as_string();
+    c.Internal("codecourier/callbacks:completeRun", {{"runId", other}, {"status", outcome}});
+    CHECK(c.Call("codecourier/runs:get", {{"runId", other}}, As("user_ada"))["status"] ==
+          Value(outcome));
+  }
+  kinds.clear();
+  notes = c.Call("codecourier/notifications:listMine", {}, As("user_ada"));
+  for (const Value& note : notes.as_array()) kinds.insert(note["kind"].as_string());
+  CHECK(kinds ==
+        std::set<std::string>{"pr_opened", "run_completed", "run_failed", "run_cancelled"});
+  Value summary =
+      c.Call("codecourier/usage:getProjectUsageSummary",
+             {{"projectId", project}, {"startDate", "2000-01-01"}, {"endDate", "2999-12-31"}},
+             As("user_ada"));
+  CHECK(summary["runs"] ==
+        Value(Object{{"cancelled", 1.0}, {"completed", 1.0}, {"created", 3.0}, {"failed", 1.0}}));
+
+  // An ended sandbox takes no callback messages or status changes.
+  c.Call("codecourier/sandboxes:endSession", {{"sandboxId", sandbox}}, As("user_ada"));
+  CHECK_ERROR(
+      c.db->CallInternal(
+          "codecourier/callbacks:appendSandboxMessage",
+          Value(Object{{"sandboxId", sandbox}, {"role", "assistant"}, {"content", "too late"}})),
+      Code::kFailedPrecondition, "cc_sandboxes", sandbox, "has ended");
+  CHECK_ERROR(c.db->CallInternal("codecourier/callbacks:updateSandboxStatus",
+                                 Value(Object{{"sandboxId", sandbox}, {"status", "running"}})),
+              Code::kFailedPrecondition, "cc_sandboxes", sandbox, "has ended");
+  CHECK(
+      c.Call("codecourier/sandboxMessages:listBySandbox", {{"sandboxId", sandbox}}, As("user_ada"))
+          .as_array()
+          .empty());
+  CHECK(c.Call("codecourier/sandboxes:get", {{"sandboxId", sandbox}}, As("user_ada"))["status"] ==
+        Value("ended"));
+
+  // A run is deleted once; the second delete finds nothing and changes no counter.
+  c.Call("codecourier/runs:deleteRun", {{"id", run}}, As("user_ada"));
+  CHECK_ERROR(c.Try("codecourier/runs:deleteRun", {{"id", run}}, As("user_ada")), Code::kNotFound,
+              "cc_runs", run);
+  CHECK(c.Counters(project, "user_ada")["runCount"] == Value(2.0));
 }
 
 TEST_CASE("workflows: validated, listed, soft-deleted; runs need a workflow of the project") {
@@ -739,6 +1024,10 @@ TEST_CASE("workflows: validated, listed, soft-deleted; runs need a workflow of t
   CHECK_ERROR(c.Try("codecourier/runs:create", {{"projectId", project}, {"workflowId", foreign}},
                     As("user_ada")),
               Code::kInvalidArgument, "workflowId", foreign);
+  CHECK_ERROR(
+      c.Try("codecourier/runs:create",
+            {{"projectId", project}, {"workflowId", workflow}, {"name", "  "}}, As("user_ada")),
+      Code::kInvalidArgument, "cc_runs", "name", "empty");
   const std::string run = c.Call("codecourier/runs:create",
                                  {{"projectId", project}, {"workflowId", workflow}}, As("user_ada"))
                               .as_string();
@@ -1046,21 +1335,31 @@ TEST_CASE("usage: cost rates, records and the project summary over a date range"
             As("user_bob")),
       Code::kPermissionDenied, project);
 
-  // The summary is live: a record in its range re-runs it, one outside does not change it.
+  // The summary is live: a record in its range re-runs it; records of another project or out of
+  // its range, and another project's activity, do not (counted through a wrapper, as an
+  // unchanged result is never delivered).
+  auto summary_runs = c.Counted("codecourier/usage:getProjectUsageSummary");
   UpdateCounter live;
   absl::StatusOr<Subscription> sub = c.db->SubscribeFunction(
-      "codecourier/usage:getProjectUsageSummary",
+      "test:counted_getProjectUsageSummary",
       Value(Object{{"projectId", project}, {"startDate", "2026-03-01"}, {"endDate", "2026-03-31"}}),
       live.Slot(), As("user_ada"));
   REQUIRE_OK(sub);
   c.Settle();
-  const int seen = live.count();
+  const int seen = *summary_runs;
+  REQUIRE(seen >= 1);
   record(other, "e2b", 5, "2026-03-05");
   c.Settle();
-  CHECK(live.count() == seen);
+  CHECK(*summary_runs == seen);
+  record(project, "e2b", 5, "2026-04-05");
+  c.Settle();
+  CHECK(*summary_runs == seen);
+  c.Call("codecourier/sandboxes:create", {{"projectId", other}, {"name", "s"}}, As("user_ada"));
+  c.Settle();
+  CHECK(*summary_runs == seen);
   record(project, "e2b", 4, "2026-03-05");
   c.Settle();
-  CHECK(live.count() == seen + 1);
+  CHECK(*summary_runs > seen);
   std::lock_guard<std::mutex> lock(live.mu);
   CHECK(live.last["services"].as_array()[1]["quantity"] == Value(44.0));
 }

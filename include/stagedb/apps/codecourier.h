@@ -11,8 +11,11 @@
 //        .schema_json = std::string(stagedb::codecourier::SchemaJson())});
 //   stagedb::codecourier::RegisterFunctions(**db, {.field_key = *key,
 //                                                  .extract_learnings = my_llm_extractor});
+//   // Clerk's webhook (trusted host code) is the only source of a user's email, name and image.
+//   (*db)->CallInternal("codecourier/users:upsertFromClerk",
+//                       stagedb::Object{{"clerkId", "user_2x9"}, {"email", "ada@example.com"}});
 //   auto me = stagedb::Auth::User({.subject = "user_2x9"});   // the Clerk user id
-//   (*db)->Call("codecourier/users:store", stagedb::Object{{"email", "ada@example.com"}}, me);
+//   (*db)->Call("codecourier/users:store", stagedb::Object{}, me);
 //
 // Every function is one transaction (queries one snapshot); a mutation that fails writes
 // nothing. Callers are read from ctx.auth(): Unauthenticated without an identity (or without a

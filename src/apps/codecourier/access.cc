@@ -19,18 +19,20 @@ constexpr size_t kMaxSlugBytes = 64;
 
 // ---- users ----
 
-Result UpsertUser(Transaction& tx, const std::string& clerk_id, const Value& args) {
-  if (absl::Status s = CheckNonEmpty("cc_users", "email", args["email"].as_string()); !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<std::optional<Document>> existing =
-      tx.Table("cc_users").WithIndex("by_clerkId", Eq("clerkId", clerk_id)).First();
+absl::StatusOr<std::optional<Document>> UserByClerkId(Reader& db, const std::string& clerk_id) {
+  return db.Table("cc_users").WithIndex("by_clerkId", Eq("clerkId", clerk_id)).First();
+}
+
+// Creates or updates the user of a Clerk id with the profile fields `profile` gives (email, name,
+// imageUrl); an omitted field keeps its stored value, so a partial update erases nothing.
+Result UpsertUser(Transaction& tx, const std::string& clerk_id, const Value& profile) {
+  absl::StatusOr<std::optional<Document>> existing = UserByClerkId(tx, clerk_id);
   if (!existing.ok()) return existing.status();
   const double now = NowMs();
-  Object fields{{"email", args["email"]},
-                {"name", args["name"]},
-                {"imageUrl", args["imageUrl"]},
-                {"updatedAt", now}};
+  Object fields{{"updatedAt", now}};
+  for (const char* field : {"email", "name", "imageUrl"}) {
+    if (!profile[field].is_undefined()) fields[field] = profile[field];
+  }
   if (existing->has_value()) {
     if (absl::Status s = tx.Patch((*existing)->id(), std::move(fields)); !s.ok()) return s;
     return Value((*existing)->id());
@@ -42,39 +44,41 @@ Result UpsertUser(Transaction& tx, const std::string& clerk_id, const Value& arg
   return Value(*id);
 }
 
-constexpr const char* kUserFields = R"({"email": "string",
-    "name": {"type": "optional", "of": "string"},
-    "imageUrl": {"type": "optional", "of": "string"}})";
-
 void RegisterUsers(Registrar& r) {
-  // The signed-in user's record, created or refreshed from their Clerk identity (as the
-  // dashboard's "store user" call after sign-in).
+  // The signed-in user's record, by the identity's subject (the Clerk id): the one the Clerk
+  // webhook created, or a bare one (no email yet) when the webhook has not arrived. The profile
+  // (email, name, image) comes only from the webhook: a client-sent email could claim someone
+  // else's invitations.
   r.Mutation({.name = "codecourier/users:store",
-              .args = kUserFields,
+              .args = "{}",
               .returns = R"({"type": "id", "table": "cc_users"})"},
-             [](MutationContext& ctx, const Value& args) -> Result {
+             [](MutationContext& ctx, const Value&) -> Result {
                const Identity* identity = ctx.auth().identity();
                if (identity == nullptr || identity->subject.empty()) {
                  return absl::UnauthenticatedError(
                      "codecourier/users:store: needs a signed-in Clerk identity");
                }
-               return UpsertUser(ctx.db(), identity->subject, args);
+               absl::StatusOr<std::optional<Document>> existing =
+                   UserByClerkId(ctx.db(), identity->subject);
+               if (!existing.ok()) return existing.status();
+               // Already stored: no write, so repeated sign-ins never conflict.
+               if (existing->has_value()) return Value((*existing)->id());
+               return UpsertUser(ctx.db(), identity->subject, Value(Object{}));
              });
-  // Clerk's webhook (user.created / user.updated), called by trusted host code.
-  r.Mutation(
-      {.name = "codecourier/users:upsertFromClerk",
-       .visibility = Visibility::kInternal,
-       .args = R"({"clerkId": "string", "email": "string",
+  // Clerk's webhook (user.created / user.updated), called by trusted host code: the only source
+  // of a user's email, name and image.
+  r.Mutation({.name = "codecourier/users:upsertFromClerk",
+              .visibility = Visibility::kInternal,
+              .args = R"({"clerkId": "string", "email": "string",
                           "name": {"type": "optional", "of": "string"},
                           "imageUrl": {"type": "optional", "of": "string"}})",
-       .returns = R"({"type": "id", "table": "cc_users"})"},
-      [](MutationContext& ctx, const Value& args) -> Result {
-        if (absl::Status s = CheckNonEmpty("cc_users", "clerkId", args["clerkId"].as_string());
-            !s.ok()) {
-          return s;
-        }
-        return UpsertUser(ctx.db(), args["clerkId"].as_string(), args);
-      });
+              .returns = R"({"type": "id", "table": "cc_users"})"},
+             [](MutationContext& ctx, const Value& args) -> Result {
+               absl::Status s = CheckNonEmpty("cc_users", "clerkId", args["clerkId"].as_string());
+               if (s.ok()) s = CheckNonEmpty("cc_users", "email", args["email"].as_string());
+               if (!s.ok()) return s;
+               return UpsertUser(ctx.db(), args["clerkId"].as_string(), args);
+             });
   r.Query({.name = "codecourier/users:current", .args = "{}"},
           [](QueryContext& ctx, const Value&) -> Result {
             absl::StatusOr<Document> user = CurrentUser(ctx.db(), ctx.auth());
@@ -116,6 +120,21 @@ absl::StatusOr<Document> RequireMember(Reader& db, const DocumentId& project,
                         user.text(), project.text()));
   }
   return **std::move(member);
+}
+
+// The user is an active member of the project, which exists: NotFound naming a missing project,
+// PermissionDenied naming the user and project otherwise.
+absl::Status RequireActiveMember(Reader& db, const DocumentId& project, const DocumentId& user) {
+  if (auto found = Require(db, "cc_projects", "project", project); !found.ok()) {
+    return found.status();
+  }
+  absl::StatusOr<std::optional<Document>> member = FindMember(db, project, user);
+  if (!member.ok()) return member.status();
+  if (member->has_value() && (**member)["status"] == Value("active")) return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      absl::StrFormat("table \"cc_projectMembers\": user \"%s\" is not an active member of "
+                      "project \"%s\"",
+                      user.text(), project.text()));
 }
 
 void RegisterProjects(Registrar& r) {
@@ -208,8 +227,16 @@ void RegisterProjects(Registrar& r) {
                if (!access.ok()) return access.status();
                const DocumentId& project = access->project.id();
                const std::string& email = args["email"].as_string();
+               // Emails come from Clerk only, but two users could still share one (a changed
+               // address, a stale record): refuse to guess whose invitation it is.
                absl::StatusOr<std::optional<Document>> invitee =
-                   ctx.db().Table("cc_users").WithIndex("by_email", Eq("email", email)).First();
+                   ctx.db().Table("cc_users").WithIndex("by_email", Eq("email", email)).Unique();
+               if (absl::IsFailedPrecondition(invitee.status())) {
+                 return absl::FailedPreconditionError(absl::StrFormat(
+                     "table \"cc_users\" field \"email\": more than one user has \"%s\"; "
+                     "cannot tell whom to invite",
+                     email));
+               }
                if (!invitee.ok()) return invitee.status();
                if (!invitee->has_value()) {
                  return absl::NotFoundError(
@@ -307,7 +334,8 @@ void RegisterProjects(Registrar& r) {
                   ctx.db().Get(member["userId"].as_string());
               if (!user.ok()) return user.status();
               Value view = member.ToValue();
-              view.as_object()["email"] = user->has_value() ? (**user)["email"] : Value(nullptr);
+              const Value email = user->has_value() ? (**user)["email"] : Value(nullptr);
+              view.as_object()["email"] = email.is_undefined() ? Value(nullptr) : email;
               views.push_back(std::move(view));
             }
             return Value(std::move(views));
@@ -356,8 +384,40 @@ void RegisterSettings(Registrar& r, const CodeCourierOptions& options) {
             absl::StatusOr<Document> settings = SettingsOf(ctx.db(), project);
             if (!settings.ok()) return settings.status();
             Value view = settings->ToValue();
-            view.as_object().erase("encryptedDeployKey");
+            Object& fields = view.as_object();
+            fields.erase("encryptedDeployKey");
+            // Env var values are secrets of the project's deployments: admins and owners see
+            // them, members only their names (to know what is configured).
+            if (fields.contains("envVars")) {
+              Array names;
+              for (const auto& [name, value] : fields["envVars"].as_object()) {
+                names.push_back(Value(name));
+              }
+              fields["envVarNames"] = Value(std::move(names));
+              if (access->role < Role::kAdmin) fields.erase("envVars");
+            }
             return view;
+          });
+  // The project's deploy key in clear, for the callback side that pushes to the repository;
+  // null when none is set. Internal: trusted host code only.
+  r.Query({.name = "codecourier/projectSettings:resolveDeployKey",
+           .visibility = Visibility::kInternal,
+           .args = kProjectArg},
+          [options](QueryContext& ctx, const Value& args) -> Result {
+            absl::StatusOr<DocumentId> project = IdArg(args, "projectId");
+            if (!project.ok()) return project.status();
+            if (auto found = Require(ctx.db(), "cc_projects", "project", *project); !found.ok()) {
+              return found.status();
+            }
+            absl::StatusOr<Document> settings = SettingsOf(ctx.db(), *project);
+            if (!settings.ok()) return settings.status();
+            if (!(*settings)["encryptedDeployKey"].is_string()) return Value(nullptr);
+            absl::StatusOr<FieldKey> key = RequireFieldKey(options, "cc_projectSettings");
+            if (!key.ok()) return key.status();
+            absl::StatusOr<std::string> clear = DecryptField(
+                (*settings)["encryptedDeployKey"].as_string(), *key, kDeployKeyContext);
+            if (!clear.ok()) return clear.status();
+            return Value(Object{{"key", *clear}, {"lastFour", (*settings)["deployKeyLastFour"]}});
           });
   // Sets the given settings (admins and owners); an empty deployKey removes it.
   r.Mutation({.name = "codecourier/projectSettings:update",
@@ -602,6 +662,9 @@ void RegisterProviderKeys(Registrar& r, const CodeCourierOptions& options) {
             if (!project.ok()) return project.status();
             absl::StatusOr<DocumentId> user = IdArg(args, "userId");
             if (!user.ok()) return user.status();
+            // Only a member's own key may serve the project: never another user's.
+            absl::Status member = RequireActiveMember(ctx.db(), *project, *user);
+            if (!member.ok()) return member;
             absl::StatusOr<std::optional<Document>> row =
                 ProjectKey(ctx.db(), *project, args["provider"]);
             if (!row.ok()) return row.status();

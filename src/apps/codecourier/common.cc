@@ -95,7 +95,7 @@ absl::StatusOr<ProjectAccess> RequireProject(Reader& db, const Auth& auth,
                                              const DocumentId& project, Role min_role) {
   absl::StatusOr<Document> found = Require(db, "cc_projects", "project", project);
   if (!found.ok()) return found.status();
-  if (auth.is_admin()) return ProjectAccess{*std::move(found), std::nullopt};
+  if (auth.is_admin()) return ProjectAccess{*std::move(found), std::nullopt, Role::kOwner};
   absl::StatusOr<Document> user = CurrentUser(db, auth);
   if (!user.ok()) return user.status();
   absl::StatusOr<std::optional<Document>> member =
@@ -116,7 +116,7 @@ absl::StatusOr<ProjectAccess> RequireProject(Reader& db, const Auth& auth,
         "higher",
         (*user)["clerkId"].as_string(), role, project.text(), RoleName(min_role)));
   }
-  return ProjectAccess{*std::move(found), *std::move(user)};
+  return ProjectAccess{*std::move(found), *std::move(user), RoleOf(role)};
 }
 
 absl::StatusOr<ProjectAccess> ProjectArg(Reader& db, const Auth& auth, const Value& args,
@@ -174,7 +174,8 @@ absl::Status BumpDailyStat(Transaction& tx, const DocumentId& project, std::stri
     return tx.Patch((*row)->id(), {{std::string(field), (**row)[field].as_float64() + 1}});
   }
   Object fields{{"projectId", Value(project)}, {"date", today},        {"sandboxesCreated", 0.0},
-                {"runsCreated", 0.0},          {"runsCompleted", 0.0}, {"messages", 0.0}};
+                {"runsCreated", 0.0},          {"runsCompleted", 0.0}, {"runsFailed", 0.0},
+                {"runsCancelled", 0.0},        {"messages", 0.0}};
   fields[field] = Value(1.0);
   return tx.Insert("cc_dailyStats", std::move(fields)).status();
 }

@@ -48,6 +48,8 @@ absl::StatusOr<Document> CurrentUser(Reader& db, const Auth& auth);
 struct ProjectAccess {
   Document project;
   std::optional<Document> user;
+  // The caller's role in the project; kOwner for Admin.
+  Role role = Role::kOwner;
   // The acting user's id; Unauthenticated for Admin, which acts for no one.
   absl::StatusOr<DocumentId> UserId() const;
 };

@@ -266,6 +266,10 @@ absl::Status CheckSteps(const Value& steps) {
 
 constexpr const char* kRunArg = R"({"runId": {"type": "id", "table": "cc_runs"}})";
 
+bool StepFinished(std::string_view status) {
+  return status == "completed" || status == "failed" || status == "skipped";
+}
+
 bool RunFinished(const Document& run) {
   const std::string& status = run["status"].as_string();
   return status == "completed" || status == "failed" || status == "cancelled";
@@ -378,6 +382,10 @@ void RegisterRuns(Registrar& r) {
                      workflow_id->text(), (*workflow)["projectId"].as_string(), project.text()));
                }
                const double now = NowMs();
+               if (args["name"].is_string()) {
+                 absl::Status s = CheckNonEmpty("cc_runs", "name", args["name"].as_string());
+                 if (!s.ok()) return s;
+               }
                const Value name = args["name"].is_string() ? args["name"] : (*workflow)["name"];
                absl::StatusOr<DocumentId> run =
                    ctx.db().Insert("cc_runs", {{"projectId", Value(project)},
@@ -482,6 +490,8 @@ void RegisterCallbacks(Registrar& r) {
                if (!id.ok()) return id.status();
                absl::StatusOr<Document> sandbox = Require(ctx.db(), "cc_sandboxes", "sandbox", *id);
                if (!sandbox.ok()) return sandbox.status();
+               // The conversation is closed once the session ended (its learnings are extracted).
+               if (absl::Status s = RequireOpen(*sandbox); !s.ok()) return s;
                return AppendMessage(ctx.db(), *sandbox, args["role"], args["content"].as_string(),
                                     Value(Undefined{}));
              });
@@ -541,6 +551,14 @@ void RegisterCallbacks(Registrar& r) {
                      absl::StrFormat("table \"cc_runSteps\": run \"%s\" has no step %g (it has %d)",
                                      run_id->text(), order, steps->size()));
                }
+               // A finished step stays finished: a late or replayed "running" must not undo it.
+               const std::string& current = (*step)["status"].as_string();
+               if (StepFinished(current) && args["status"] != (*step)["status"]) {
+                 return absl::FailedPreconditionError(absl::StrFormat(
+                     "table \"cc_runSteps\": step %g of run \"%s\" has finished (%s) and cannot "
+                     "become %s",
+                     order, run_id->text(), current, args["status"].as_string()));
+               }
                const bool running = args["status"] == Value("running");
                const double now = NowMs();
                Object patch{{"status", args["status"]}, {"output", args["output"]}};
@@ -592,15 +610,21 @@ void RegisterCallbacks(Registrar& r) {
         if (!project.ok() || !creator.ok())
           return project.ok() ? creator.status() : project.status();
         const std::string& name = (*run)["name"].as_string();
-        s = Notify(ctx.db(), *creator, *project, completed ? "run_completed" : "run_failed",
-                   absl::StrFormat("Run \"%s\" %s", name, args["status"].as_string()),
-                   Value(*run_id));
+        const std::string& status = args["status"].as_string();
+        s = Notify(ctx.db(), *creator, *project, "run_" + status,
+                   absl::StrFormat("Run \"%s\" %s", name, status), Value(*run_id));
         if (s.ok() && args["prUrl"].is_string()) {
           s = Notify(ctx.db(), *creator, *project, "pr_opened",
                      absl::StrFormat("Run \"%s\" opened %s", name, args["prUrl"].as_string()),
                      Value(*run_id));
         }
-        if (s.ok()) s = BumpDailyStat(ctx.db(), *project, "runsCompleted");
+        // Each outcome has its own daily count: runsCompleted, runsFailed, runsCancelled.
+        if (s.ok()) {
+          s = BumpDailyStat(ctx.db(), *project,
+                            completed            ? "runsCompleted"
+                            : status == "failed" ? "runsFailed"
+                                                 : "runsCancelled");
+        }
         if (!s.ok()) return s;
         return Value(nullptr);
       });

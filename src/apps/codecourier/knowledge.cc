@@ -173,6 +173,17 @@ absl::Status CheckDateRange(std::string_view table, const std::string& start,
   return s;
 }
 
+// The project's rows of a table indexed by_project_date from `start` to `end` (inclusive).
+absl::StatusOr<std::vector<Document>> ProjectDays(Reader& db, std::string_view table,
+                                                  const DocumentId& project,
+                                                  const std::string& start,
+                                                  const std::string& end) {
+  return db.Table(table)
+      .WithIndex("by_project_date",
+                 Eq("projectId", Value(project)).Gte("date", start).Lte("date", end))
+      .Collect();
+}
+
 // The rate of (service, tier), else the service's default tier; nullopt when neither is set.
 absl::StatusOr<std::optional<Document>> FindRate(Reader& db, const Value& service,
                                                  const std::string& tier) {
@@ -284,11 +295,7 @@ void RegisterUsageFunctions(Registrar& r) {
             const std::string& end = args["endDate"].as_string();
             if (absl::Status s = CheckDateRange("cc_usageRecords", start, end); !s.ok()) return s;
             absl::StatusOr<std::vector<Document>> records =
-                ctx.db()
-                    .Table("cc_usageRecords")
-                    .WithIndex("by_project_date",
-                               Eq("projectId", Value(project)).Gte("date", start).Lte("date", end))
-                    .Collect();
+                ProjectDays(ctx.db(), "cc_usageRecords", project, start, end);
             if (!records.ok()) return records.status();
             struct Total {
               double quantity = 0, cost = 0, records = 0;
@@ -315,12 +322,25 @@ void RegisterUsageFunctions(Registrar& r) {
             for (const char* field : {"sandboxCount", "runCount", "workflowCount", "memberCount"}) {
               counts[field] = (*counters)[field];
             }
+            // Run outcomes over the range, from the daily stats (cancelled is not failed).
+            absl::StatusOr<std::vector<Document>> days =
+                ProjectDays(ctx.db(), "cc_dailyStats", project, start, end);
+            if (!days.ok()) return days.status();
+            Object runs;
+            for (auto [field, stat] :
+                 {std::pair{"created", "runsCreated"}, std::pair{"completed", "runsCompleted"},
+                  std::pair{"failed", "runsFailed"}, std::pair{"cancelled", "runsCancelled"}}) {
+              double sum = 0;
+              for (const Document& day : *days) sum += day[stat].as_float64();
+              runs[field] = Value(sum);
+            }
             return Value(Object{{"projectId", Value(project)},
                                 {"startDate", start},
                                 {"endDate", end},
                                 {"services", Value(std::move(services))},
                                 {"totalCost", total_cost},
-                                {"counters", Value(std::move(counts))}});
+                                {"counters", Value(std::move(counts))},
+                                {"runs", Value(std::move(runs))}});
           });
   // The project's daily activity rows (sandboxes and runs created, runs completed, messages)
   // from startDate to endDate (inclusive), oldest first; days without activity have no row.
@@ -334,12 +354,7 @@ void RegisterUsageFunctions(Registrar& r) {
             const std::string& end = args["endDate"].as_string();
             if (absl::Status s = CheckDateRange("cc_dailyStats", start, end); !s.ok()) return s;
             absl::StatusOr<std::vector<Document>> days =
-                ctx.db()
-                    .Table("cc_dailyStats")
-                    .WithIndex("by_project_date", Eq("projectId", Value(access->project.id()))
-                                                      .Gte("date", start)
-                                                      .Lte("date", end))
-                    .Collect();
+                ProjectDays(ctx.db(), "cc_dailyStats", access->project.id(), start, end);
             if (!days.ok()) return days.status();
             return DocumentsValue(*days);
           });
