@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
-#include "functions/job_runner.h"
 #include "stagedb/stagedb.h"
 #include "test_matchers.h"
 #include "test_util.h"
+#include "transactions/transaction_state.h"
 
 namespace {
 

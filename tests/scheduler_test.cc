@@ -17,10 +17,11 @@
 #include <thread>
 #include <vector>
 
-#include "functions/job_runner.h"
 #include "stagedb/stagedb.h"
 #include "test_matchers.h"
 #include "test_util.h"
+#include "transactions/transaction_state.h"
+#include "util/unix_millis.h"
 
 namespace {
 

@@ -25,6 +25,7 @@
 #include "transactions/committer.h"
 #include "transactions/transaction_state.h"
 #include "util/call_guarded.h"
+#include "util/unix_millis.h"
 #include "values/document_codec.h"
 
 namespace stagedb {
@@ -398,7 +399,7 @@ void Database::StartSweeper() {
 
 absl::StatusOr<size_t> Database::SweepExpired() {
   constexpr size_t kSweepBatch = 500;
-  const double now_ms = absl::ToDoubleMilliseconds(absl::Now() - absl::UnixEpoch());
+  const double now_ms = internal::NowUnixMillis();
   size_t removed = 0;
   for (const auto& [name, table] : impl_->catalog->schema().tables()) {
     if (table.ttl_field.empty()) continue;

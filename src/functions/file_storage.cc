@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "functions/job_runner.h"
 #include "functions/sha256.h"
 #include "stagedb/database.h"
+#include "transactions/transaction_state.h"
 #include "util/absl_view.h"
 
 namespace stagedb {

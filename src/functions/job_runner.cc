@@ -39,7 +39,7 @@ Object Ended(const absl::Status& outcome) {
   Object patch{
       {std::string(kStateField),
        Value(std::string(JobStateName(outcome.ok() ? JobState::kSuccess : JobState::kFailed)))},
-      {"completedTime", Value(ToUnixMillisDouble(absl::Now()))}};
+      {"completedTime", Value(NowUnixMillis())}};
   if (!outcome.ok()) patch["error"] = Value(outcome.ToString());
   return patch;
 }
@@ -50,10 +50,6 @@ IndexRange JobsInState(JobState state) {
 }
 
 }  // namespace
-
-double ToUnixMillisDouble(absl::Time time) {
-  return absl::ToDoubleMilliseconds(time - absl::UnixEpoch());
-}
 
 Value AuthToValue(const Auth& auth) {
   if (auth.is_admin()) return Value(Object{{"admin", Value(true)}});
@@ -88,11 +84,6 @@ Auth AuthFromValue(const Value& value) {
     }
   }
   return Auth::User(std::move(identity));
-}
-
-bool IsIdOf(Reader& reader, const DocumentId& id, std::string_view table) {
-  const uint32_t number = ReaderAccess::State(reader).catalog().TableNumber(table);
-  return number != 0 && id.table_number() == number;
 }
 
 JobRunner::JobRunner(Database& db, const FunctionRegistry& registry, const Catalog& catalog,
@@ -191,7 +182,7 @@ absl::Status JobRunner::FailInterruptedActions() {
 }
 
 absl::Time JobRunner::RunDue() {
-  const double now_ms = ToUnixMillisDouble(absl::Now());
+  const double now_ms = NowUnixMillis();
   IndexRange due = JobsInState(JobState::kPending).Lte("scheduledTime", Value(now_ms));
   PaginationOptions options{.num_items = kDuePage};
   for (;;) {

@@ -19,6 +19,7 @@
 #include "stagedb/document.h"
 #include "stagedb/scheduler.h"
 #include "transactions/transaction_state.h"
+#include "util/unix_millis.h"
 
 namespace stagedb {
 class Database;
@@ -26,30 +27,9 @@ class Database;
 
 namespace stagedb::internal {
 
-// Milliseconds since the Unix epoch: how documents hold times, as in Convex.
-double ToUnixMillisDouble(absl::Time time);
-
 // A job's `auth` field: null (anonymous), {"admin": true} or the identity's claims.
 Value AuthToValue(const Auth& auth);
 Auth AuthFromValue(const Value& value);
-
-// Lets the engine write system tables through `reader`'s transaction while this lives (never
-// while user code runs in it).
-class SystemWriteScope {
- public:
-  explicit SystemWriteScope(Reader& reader) : state_(ReaderAccess::State(reader)) {
-    state_.set_system_writes(true);
-  }
-  ~SystemWriteScope() { state_.set_system_writes(false); }
-  SystemWriteScope(const SystemWriteScope&) = delete;
-  SystemWriteScope& operator=(const SystemWriteScope&) = delete;
-
- private:
-  TransactionState& state_;
-};
-
-// Whether `id` is a document id of `table`.
-bool IsIdOf(Reader& reader, const DocumentId& id, std::string_view table);
 
 class JobRunner {
  public:

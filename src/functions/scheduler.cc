@@ -90,9 +90,8 @@ absl::Status Scheduler::Cancel(const DocumentId& job) {
                           job.text(), (**current)["name"].as_string(), state));
     }
     internal::SystemWriteScope system(tx);
-    return tx.Patch(job,
-                    Object{{"state", Value(std::string(JobStateName(JobState::kCanceled)))},
-                           {"completedTime", Value(internal::ToUnixMillisDouble(absl::Now()))}});
+    return tx.Patch(job, Object{{"state", Value(std::string(JobStateName(JobState::kCanceled)))},
+                                {"completedTime", Value(internal::NowUnixMillis())}});
   };
   if (transaction_ != nullptr) return cancel(*transaction_);
   return db_->Mutate(cancel);

@@ -12,6 +12,7 @@
 #include "queries/pagination_cursor.h"
 #include "stagedb/key_codec.h"
 #include "util/absl_view.h"
+#include "util/unix_millis.h"
 #include "values/document_codec.h"
 #include "values/document_id_access.h"
 
@@ -611,7 +612,7 @@ absl::Status TransactionState::Delete(const DocumentId& id, bool purge) {
   // Soft delete: the document stays, marked with its (first) deletion time.
   if (old.fields().contains(soft_delete_field)) return absl::OkStatus();
   Object next = old.fields();
-  next[soft_delete_field] = Value(absl::ToDoubleMilliseconds(absl::Now() - absl::UnixEpoch()));
+  next[soft_delete_field] = Value(NowUnixMillis());
   return WriteDocument(*table, id, &old.fields(), std::move(next));
 }
 

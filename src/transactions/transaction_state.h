@@ -175,6 +175,27 @@ struct ReaderAccess {
   static TransactionState& State(Reader& reader) { return *reader.state_; }
 };
 
+// Lets the engine write system tables through `reader`'s transaction while this lives (never
+// while user code runs in it): the scheduler, file storage and the TTL sweep.
+class SystemWriteScope {
+ public:
+  explicit SystemWriteScope(Reader& reader) : state_(ReaderAccess::State(reader)) {
+    state_.set_system_writes(true);
+  }
+  ~SystemWriteScope() { state_.set_system_writes(false); }
+  SystemWriteScope(const SystemWriteScope&) = delete;
+  SystemWriteScope& operator=(const SystemWriteScope&) = delete;
+
+ private:
+  TransactionState& state_;
+};
+
+// Whether `id` is a document id of `table`.
+inline bool IsIdOf(Reader& reader, const DocumentId& id, std::string_view table) {
+  const uint32_t number = ReaderAccess::State(reader).catalog().TableNumber(table);
+  return number != 0 && id.table_number() == number;
+}
+
 }  // namespace stagedb::internal
 
 #endif  // STAGEDB_SRC_TRANSACTIONS_TRANSACTION_STATE_H_
