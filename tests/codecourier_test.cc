@@ -24,8 +24,10 @@
 namespace {
 
 using namespace stagedb;
+using stagedb::testing::CountRuns;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
+using stagedb::testing::UpdateCounter;
 using Code = absl::StatusCode;
 
 constexpr const char* kKeyHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -113,15 +115,9 @@ struct Courier {
   // `function`'s result: subscribed to, it shows every re-run, also those whose result did not
   // change (which the engine never delivers), so an over-broad read set shows.
   std::shared_ptr<std::atomic<int>> Counted(const std::string& function) {
-    auto runs = std::make_shared<std::atomic<int>>(0);
     std::string name = function;
     std::replace(name.begin(), name.end(), '/', '_');
-    REQUIRE_OK(db->RegisterQuery({.name = "test:counted_" + name.substr(name.find(':') + 1)},
-                                 [runs, function](QueryContext& ctx, const Value& args) {
-                                   ++*runs;
-                                   return ctx.RunQuery(function, args);
-                                 }));
-    return runs;
+    return CountRuns(*db, "test:counted_" + name.substr(name.find(':') + 1), function);
   }
 };
 
@@ -748,24 +744,6 @@ TEST_CASE("runs: paging while another thread inserts shows no gaps or duplicates
   CHECK(all.size() == 50);
   CHECK(c.Counters(project, "user_ada")["runCount"] == Value(50.0));
 }
-
-// Counts the updates a subscription receives.
-struct UpdateCounter {
-  std::mutex mu;
-  int updates = 0;
-  Value last;
-  UpdateSlot Slot() {
-    return UpdateSlot([this](const QueryUpdate& update) {
-      std::lock_guard<std::mutex> lock(mu);
-      ++updates;
-      if (update.result.ok()) last = *update.result;
-    });
-  }
-  int count() {
-    std::lock_guard<std::mutex> lock(mu);
-    return updates;
-  }
-};
 
 TEST_CASE("live conversation and run steps fire on their own writes, not on others'") {
   Courier c;

@@ -25,6 +25,7 @@
 namespace {
 
 using namespace stagedb;
+using stagedb::testing::CountRuns;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
 using Code = absl::StatusCode;
@@ -1072,7 +1073,7 @@ TEST_CASE("live: public listings fire on a public session, not on a private one"
 // engine skips deliveries of unchanged results but not runs, so `runs` shows whether a write
 // touched what the query read.
 struct CountedView {
-  std::shared_ptr<std::atomic<int>> runs = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<std::atomic<int>> runs;
   std::mutex mu;
   Value last;  // guarded by mu
   Subscription sub;
@@ -1086,12 +1087,7 @@ struct CountedView {
 
 std::unique_ptr<CountedView> Watch(Collab& c, const std::string& fn, Object args) {
   auto view = std::make_unique<CountedView>();
-  REQUIRE_OK(c.db->RegisterQuery(
-      {.name = "test:counted_" + fn},
-      [runs = view->runs, fn](QueryContext& ctx, const Value& a) -> absl::StatusOr<Value> {
-        ++*runs;
-        return ctx.RunQuery("collab:" + fn, a);
-      }));
+  view->runs = CountRuns(*c.db, "test:counted_" + fn, "collab:" + fn);
   CountedView* v = view.get();
   absl::StatusOr<Subscription> sub = c.db->SubscribeFunction(
       "test:counted_" + fn, Value(std::move(args)), UpdateSlot([v](const QueryUpdate& u) {

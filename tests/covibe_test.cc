@@ -20,6 +20,7 @@
 namespace {
 
 using namespace stagedb;
+using stagedb::testing::CountRuns;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
 using Code = absl::StatusCode;
@@ -106,17 +107,7 @@ struct Covibe {
     REQUIRE(docs.ok());
     return *docs;
   }
-  // Registers `wrapper`, a query that counts its runs in `runs` and returns `view`'s result: a
-  // commit outside what the view read must not re-run it (unchanged results are never
-  // delivered, so deliveries alone could not tell).
-  void Counted(const std::string& wrapper, const std::string& view, std::atomic<int>* runs) {
-    REQUIRE_OK(db->RegisterQuery(
-        {.name = wrapper},
-        [view, runs](QueryContext& ctx, const Value& args) -> absl::StatusOr<Value> {
-          ++*runs;
-          return ctx.RunQuery(view, args);
-        }));
-  }
+
   void Settle() { REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30))); }
   Document Get(const Value& id) {
     absl::StatusOr<std::optional<Document>> doc =
@@ -677,23 +668,22 @@ TEST_CASE("session contexts: a new publish supersedes, TTL, revoke by the owner"
   CHECK(active_titles(t.auth).empty());
   // The live view reads only unexpired contexts: revoking an expired one does not re-run it
   // (a wrapper counts its runs), a new publish does.
-  std::atomic<int> runs{0};
-  c.Counted("covibe_test:countedContexts", "covibe:listActiveContexts", &runs);
+  auto runs = CountRuns(*c.db, "covibe_test:countedContexts", "covibe:listActiveContexts");
   UpdateSlot ignore([](const QueryUpdate&) {});
   absl::StatusOr<Subscription> sub =
       c.db->SubscribeFunction("covibe_test:countedContexts", Value(Object{}), ignore, t.auth);
   REQUIRE_OK(sub);
   c.Settle();
-  const int initial_runs = runs.load();
+  const int initial_runs = runs->load();
   REQUIRE(initial_runs >= 1);
   CHECK(c.Call("covibe:revokeContext", {{"context_id", bobs_fix["context_id"]}}, bob) ==
         Value(true));
   c.Settle();
-  CHECK(runs.load() == initial_runs);
+  CHECK(runs->load() == initial_runs);
   // Expired contexts are not superseded again.
   CHECK(publish(bob, "fresh")["superseded"] == Value(Array{}));
   c.Settle();
-  CHECK(runs.load() > initial_runs);
+  CHECK(runs->load() > initial_runs);
   CHECK(c.All("covibe_session_contexts").size() == 6);  // inactive rows stay for audit
   CHECK_ERROR(c.Try("covibe:publishContext",
                     {{"title", "x"},
@@ -1018,8 +1008,7 @@ TEST_CASE("live overlap warnings fire on the workspace's overlapping start, not 
   Team blue = c.NewTeam("blue");
   const Auth bob = c.AddMember(red, "bob");
   const Auth blue_bob = c.AddMember(blue, "bob");
-  std::atomic<int> runs{0};
-  c.Counted("covibe_test:countedWarnings", "covibe:listOverlapWarnings", &runs);
+  auto runs = CountRuns(*c.db, "covibe_test:countedWarnings", "covibe:listOverlapWarnings");
   std::mutex mu;
   std::vector<Value> seen;
   absl::StatusOr<Subscription> sub = c.db->SubscribeFunction(
@@ -1037,7 +1026,7 @@ TEST_CASE("live overlap warnings fire on the workspace's overlapping start, not 
   c.Settle();
   REQUIRE(count() == 1);
   CHECK(seen[0] == Value(Array{}));
-  const int initial_runs = runs.load();
+  const int initial_runs = runs->load();
 
   // Blue's developers overlap: red's view shows nothing of it.
   c.Start(blue.auth, "Blue one", Array{"src/api"});
@@ -1047,7 +1036,7 @@ TEST_CASE("live overlap warnings fire on the workspace's overlapping start, not 
   c.Start(red.auth, "Red one", Array{"src/api"});
   c.Start(bob, "Red docs", Array{"docs/guide.md"});
   c.Settle();
-  CHECK(runs.load() == initial_runs);
+  CHECK(runs->load() == initial_runs);
   // The overlapping start is the change.
   Value red_warned = c.Start(bob, "Red two", Array{"src/api/users.ts"});
   c.Settle();
@@ -1058,15 +1047,15 @@ TEST_CASE("live overlap warnings fire on the workspace's overlapping start, not 
     CHECK(seen[1].as_array()[0]["_id"] == red_warned["warnings"].as_array()[0]["warning_id"]);
   }
   // Blue resolving its warning is not red's change; red's task finishing is.
-  const int warned_runs = runs.load();
+  const int warned_runs = runs->load();
   CHECK(warned_runs > initial_runs);
   c.Call("covibe:setTaskStatus", {{"task_id", blue_warned["task_id"]}, {"status", "done"}},
          blue_bob);
   c.Settle();
-  CHECK(runs.load() == warned_runs);
+  CHECK(runs->load() == warned_runs);
   c.Call("covibe:setTaskStatus", {{"task_id", red_warned["task_id"]}, {"status", "done"}}, bob);
   c.Settle();
-  CHECK(runs.load() > warned_runs);
+  CHECK(runs->load() > warned_runs);
   std::lock_guard<std::mutex> lock(mu);
   REQUIRE(seen.size() == 3);
   CHECK(seen[2] == Value(Array{}));

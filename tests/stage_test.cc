@@ -19,8 +19,10 @@
 namespace {
 
 using namespace stagedb;
+using stagedb::testing::CountRuns;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
+using stagedb::testing::UpdateCounter;
 using Code = absl::StatusCode;
 
 struct Studio {
@@ -631,24 +633,6 @@ TEST_CASE("concurrent deploys to one app from two threads are serialized") {
             .as_float64() == kDeploysEach);
 }
 
-// Counts the updates a subscription receives after its first one.
-struct UpdateCounter {
-  std::mutex mu;
-  int updates = 0;
-  Value last;
-  UpdateSlot Slot() {
-    return UpdateSlot([this](const QueryUpdate& update) {
-      std::lock_guard<std::mutex> lock(mu);
-      ++updates;
-      if (update.result.ok()) last = *update.result;
-    });
-  }
-  int count() {
-    std::lock_guard<std::mutex> lock(mu);
-    return updates;
-  }
-};
-
 TEST_CASE("live views fire on the steps that change them, and only those") {
   Studio s;
   const std::string session = s.NewSession();
@@ -663,18 +647,8 @@ TEST_CASE("live views fire on the steps that change them, and only those") {
           .as_string();
   // Wrappers that count how often each view runs: a commit outside what a view read must not
   // re-run it (unchanged results are never delivered, so deliveries alone could not tell).
-  std::atomic<int> status_runs{0}, summary_runs{0};
-  for (auto [wrapper, view, runs] :
-       {std::tuple{"test:countedStatus", "stage:getSessionStatus", &status_runs},
-        std::tuple{"test:countedSummary", "stage:getAppChannelsForSummary", &summary_runs}}) {
-    REQUIRE_OK(
-        s.db->RegisterQuery({.name = wrapper},
-                            [view = std::string(view), runs](
-                                QueryContext& ctx, const Value& args) -> absl::StatusOr<Value> {
-                              ++*runs;
-                              return ctx.RunQuery(view, args);
-                            }));
-  }
+  auto status_runs = CountRuns(*s.db, "test:countedStatus", "stage:getSessionStatus");
+  auto summary_runs = CountRuns(*s.db, "test:countedSummary", "stage:getAppChannelsForSummary");
   UpdateCounter status, summary;
   absl::StatusOr<Subscription> status_sub = s.db->SubscribeFunction(
       "test:countedStatus", Value(Object{{"sessionId", session}}), status.Slot());
@@ -687,7 +661,7 @@ TEST_CASE("live views fire on the steps that change them, and only those") {
   };
   settle();
   int status_seen = status.count(), summary_seen = summary.count();
-  int status_ran = status_runs, summary_ran = summary_runs;
+  int status_ran = *status_runs, summary_ran = *summary_runs;
   // Each step: whether the status view and the summary view must fire (re-run and deliver a
   // changed result) or cost nothing (not even a re-run).
   auto step = [&](const char* what, bool status_fires, bool summary_fires, auto&& run) {
@@ -696,12 +670,12 @@ TEST_CASE("live views fire on the steps that change them, and only those") {
     settle();
     CHECK((status.count() > status_seen) == status_fires);
     CHECK((summary.count() > summary_seen) == summary_fires);
-    CHECK((status_runs > status_ran) == status_fires);
-    CHECK((summary_runs > summary_ran) == summary_fires);
+    CHECK((*status_runs > status_ran) == status_fires);
+    CHECK((*summary_runs > summary_ran) == summary_fires);
     status_seen = status.count();
     summary_seen = summary.count();
-    status_ran = status_runs;
-    summary_ran = summary_runs;
+    status_ran = *status_runs;
+    summary_ran = *summary_runs;
   };
   step("a write to another session", false, false, [&] {
     s.Call("stage:writeFile", {{"sessionId", other_session}, {"path", "/a"}, {"content", "x"}});

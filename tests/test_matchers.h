@@ -2,9 +2,11 @@
 #ifndef STAGEDB_TESTS_TEST_MATCHERS_H_
 #define STAGEDB_TESTS_TEST_MATCHERS_H_
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -64,5 +66,42 @@ inline DocumentId MustInsert(Database& db, std::string_view table, const Object&
     INFO("expression: " #expr);                                                              \
     ::stagedb::testing::CheckError(::stagedb::testing::StatusOf(expr), code, {__VA_ARGS__}); \
   } while (0)
+
+namespace stagedb::testing {
+
+// Registers query `wrapper`, which counts its runs and returns the function `view`'s result, and
+// returns the count. Subscribed to, it shows every re-run of the view, also those whose
+// unchanged result the engine never delivers, so a read set wider than needed shows.
+inline std::shared_ptr<std::atomic<int>> CountRuns(Database& db, const std::string& wrapper,
+                                                   const std::string& view) {
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  REQUIRE_OK(
+      db.RegisterQuery({.name = wrapper},
+                       [runs, view](QueryContext& ctx, const Value& args) -> absl::StatusOr<Value> {
+                         ++*runs;
+                         return ctx.RunQuery(view, args);
+                       }));
+  return runs;
+}
+
+// Counts the updates a subscription receives, keeping the last result.
+struct UpdateCounter {
+  std::mutex mu;
+  int updates = 0;
+  Value last;
+  UpdateSlot Slot() {
+    return UpdateSlot([this](const QueryUpdate& update) {
+      std::lock_guard<std::mutex> lock(mu);
+      ++updates;
+      if (update.result.ok()) last = *update.result;
+    });
+  }
+  int count() {
+    std::lock_guard<std::mutex> lock(mu);
+    return updates;
+  }
+};
+
+}  // namespace stagedb::testing
 
 #endif  // STAGEDB_TESTS_TEST_MATCHERS_H_
