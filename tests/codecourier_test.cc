@@ -25,6 +25,7 @@ namespace {
 
 using namespace stagedb;
 using stagedb::testing::CountRuns;
+using stagedb::testing::MustSucceed;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
 using stagedb::testing::UpdateCounter;
@@ -52,19 +53,13 @@ struct Courier {
     REQUIRE_OK(codecourier::RegisterFunctions(*db, std::move(options)));
   }
   Value Call(std::string_view name, Object args, const Auth& auth) {
-    absl::StatusOr<Value> result = db->Call(name, Value(std::move(args)), auth);
-    INFO(name << ": " << result.status().ToString());
-    REQUIRE(result.ok());
-    return *std::move(result);
+    return MustSucceed(db->Call(name, Value(std::move(args)), auth), name);
   }
   absl::StatusOr<Value> Try(std::string_view name, Object args, const Auth& auth) {
     return db->Call(name, Value(std::move(args)), auth);
   }
   Value Internal(std::string_view name, Object args) {
-    absl::StatusOr<Value> result = db->CallInternal(name, Value(std::move(args)));
-    INFO(name << ": " << result.status().ToString());
-    REQUIRE(result.ok());
-    return *std::move(result);
+    return MustSucceed(db->CallInternal(name, Value(std::move(args))), name);
   }
   // A user record for `clerk_id` (email <clerk_id>@example.com, from the Clerk webhook), as
   // the dashboard stores it after sign-in; returns its id.

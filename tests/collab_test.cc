@@ -26,6 +26,7 @@ namespace {
 
 using namespace stagedb;
 using stagedb::testing::CountRuns;
+using stagedb::testing::MustSucceed;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
 using Code = absl::StatusCode;
@@ -57,10 +58,7 @@ struct Collab {
     REQUIRE_OK(collab::RegisterFunctions(*db, std::move(options)));
   }
   Value Call(std::string_view name, Object args, const Auth& auth = Auth::Anonymous()) {
-    absl::StatusOr<Value> result = db->Call(name, Value(std::move(args)), auth);
-    INFO(name << ": " << result.status().ToString());
-    REQUIRE(result.ok());
-    return *std::move(result);
+    return MustSucceed(db->Call(name, Value(std::move(args)), auth), name);
   }
   absl::StatusOr<Value> Try(std::string_view name, Object args,
                             const Auth& auth = Auth::Anonymous()) {

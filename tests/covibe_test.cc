@@ -21,6 +21,7 @@ namespace {
 
 using namespace stagedb;
 using stagedb::testing::CountRuns;
+using stagedb::testing::MustSucceed;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
 using Code = absl::StatusCode;
@@ -54,19 +55,13 @@ struct Covibe {
     if (!degraded) REQUIRE_OK(registered);
   }
   Value Call(std::string_view name, Object args, const Auth& auth) {
-    absl::StatusOr<Value> result = db->Call(name, Value(std::move(args)), auth);
-    INFO(name << ": " << result.status().ToString());
-    REQUIRE(result.ok());
-    return *std::move(result);
+    return MustSucceed(db->Call(name, Value(std::move(args)), auth), name);
   }
   absl::StatusOr<Value> Try(std::string_view name, Object args, const Auth& auth) {
     return db->Call(name, Value(std::move(args)), auth);
   }
   Value Admin(std::string_view name, Object args) {
-    absl::StatusOr<Value> result = db->CallInternal(name, Value(std::move(args)));
-    INFO(name << ": " << result.status().ToString());
-    REQUIRE(result.ok());
-    return *std::move(result);
+    return MustSucceed(db->CallInternal(name, Value(std::move(args))), name);
   }
   Team NewTeam(const std::string& slug) {
     Value ids = Admin("covibe:bootstrapTenant", {{"tenant_name", slug},

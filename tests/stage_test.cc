@@ -20,6 +20,7 @@ namespace {
 
 using namespace stagedb;
 using stagedb::testing::CountRuns;
+using stagedb::testing::MustSucceed;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
 using stagedb::testing::UpdateCounter;
@@ -33,10 +34,7 @@ struct Studio {
     REQUIRE_OK(stage::RegisterFunctions(*db, std::move(options)));
   }
   Value Call(std::string_view name, Object args) {
-    absl::StatusOr<Value> result = db->Call(name, Value(std::move(args)));
-    INFO(name << ": " << result.status().ToString());
-    REQUIRE(result.ok());
-    return *std::move(result);
+    return MustSucceed(db->Call(name, Value(std::move(args))), name);
   }
   absl::StatusOr<Value> Try(std::string_view name, Object args) {
     return db->Call(name, Value(std::move(args)));

@@ -69,6 +69,14 @@ inline DocumentId MustInsert(Database& db, std::string_view table, const Object&
 
 namespace stagedb::testing {
 
+// A function call's value, failing the test (naming the function and the status) when the call
+// failed: the one check behind the app tests' Call helpers.
+inline Value MustSucceed(absl::StatusOr<Value> result, std::string_view name) {
+  INFO(name << ": " << result.status().ToString());
+  REQUIRE(result.ok());
+  return *std::move(result);
+}
+
 // Registers query `wrapper`, which counts its runs and returns the function `view`'s result, and
 // returns the count. Subscribed to, it shows every re-run of the view, also those whose
 // unchanged result the engine never delivers, so a read set wider than needed shows.
