@@ -20,6 +20,7 @@ namespace {
 
 using stagedb_examples::Expect;
 using stagedb_examples::Finish;
+using stagedb_examples::ValueOrReport;
 
 using stagedb::Object;
 using stagedb::Value;
@@ -40,12 +41,7 @@ int Run(const std::string& dir) {
     return db.Call(name, Value(std::move(args)));
   };
   auto call = [&](std::string_view name, Object args) -> Value {
-    absl::StatusOr<Value> result = attempt(name, std::move(args));
-    if (!result.ok()) {
-      Expect(false, std::string(name) + ": " + result.status().ToString());
-      return Value(nullptr);
-    }
-    return *std::move(result);
+    return ValueOrReport(attempt(name, std::move(args)), name);
   };
   // Waits until the transcript has caught up with every commit so far.
   auto settle = [&] {

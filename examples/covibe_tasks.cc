@@ -20,6 +20,7 @@ namespace {
 
 using stagedb_examples::Expect;
 using stagedb_examples::Finish;
+using stagedb_examples::ValueOrReport;
 
 using stagedb::Array;
 using stagedb::Object;
@@ -39,20 +40,10 @@ int Run(const std::string& dir) {
   }
   // Host code (sign-up, token checks) calls internal functions; agents call tools with CallTool.
   auto host = [&](std::string_view name, Object args) -> Value {
-    absl::StatusOr<Value> result = db.CallInternal(name, Value(std::move(args)));
-    if (!result.ok()) {
-      Expect(false, std::string(name) + ": " + result.status().ToString());
-      return Value(nullptr);
-    }
-    return *std::move(result);
+    return ValueOrReport(db.CallInternal(name, Value(std::move(args))), name);
   };
   auto tool = [&](const stagedb::Auth& who, std::string_view name, Object args) -> Value {
-    absl::StatusOr<Value> result = stagedb::covibe::CallTool(db, name, Value(std::move(args)), who);
-    if (!result.ok()) {
-      Expect(false, std::string(name) + ": " + result.status().ToString());
-      return Value(nullptr);
-    }
-    return *std::move(result);
+    return ValueOrReport(stagedb::covibe::CallTool(db, name, Value(std::move(args)), who), name);
   };
   // An agent's MCP token, verified by the host into the caller's identity.
   auto agent_of = [&](const stagedb::Auth& developer, const std::string& agent_type) {

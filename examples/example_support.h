@@ -12,6 +12,9 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/statusor.h"
+#include "stagedb/value.h"
+
 namespace stagedb_examples {
 
 // Atomic: a step may be checked on a callback's thread.
@@ -24,6 +27,13 @@ inline std::atomic<bool>& AnyStepFailed() {
 inline void Expect(bool ok, const std::string& what) {
   std::cout << (ok ? "  ok: " : "  UNEXPECTED: ") << what << "\n";
   if (!ok) AnyStepFailed() = true;
+}
+
+// A call's value; when the call failed, a failed step naming `name` and the error, and null.
+inline stagedb::Value ValueOrReport(absl::StatusOr<stagedb::Value> result, std::string_view name) {
+  if (result.ok()) return *std::move(result);
+  Expect(false, std::string(name) + ": " + result.status().ToString());
+  return stagedb::Value(nullptr);
 }
 
 // The example's exit status: 0 when every step behaved as printed.

@@ -20,6 +20,7 @@ namespace {
 
 using stagedb_examples::Expect;
 using stagedb_examples::Finish;
+using stagedb_examples::ValueOrReport;
 
 using stagedb::Array;
 using stagedb::Object;
@@ -49,12 +50,7 @@ int Run(const std::string& dir) {
     return 1;
   }
   auto call = [&](std::string_view name, Object args) -> Value {
-    absl::StatusOr<Value> result = db.Call(name, Value(std::move(args)));
-    if (!result.ok()) {
-      Expect(false, std::string(name) + ": " + result.status().ToString());
-      return Value(nullptr);
-    }
-    return *std::move(result);
+    return ValueOrReport(db.Call(name, Value(std::move(args))), name);
   };
   const std::string email = "ada@example.com";
 
