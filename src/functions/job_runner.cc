@@ -68,11 +68,11 @@ Value AuthToValue(const Auth& auth) {
 Auth AuthFromValue(const Value& value) {
   if (!value.is_object()) return Auth::Anonymous();
   const Object& fields = value.as_object();
+  if (fields.contains("admin")) return Auth::Admin();
   auto text = [&fields](std::string_view name) -> std::string {
-    auto it = fields.find(std::string(name));
+    auto it = fields.find(name);
     return it != fields.end() && it->second.is_string() ? it->second.as_string() : "";
   };
-  if (auto admin = fields.find("admin"); admin != fields.end()) return Auth::Admin();
   Identity identity{.subject = text("subject"),
                     .issuer = text("issuer"),
                     .token_identifier = text("tokenIdentifier"),
