@@ -54,8 +54,12 @@ struct Options {
   std::string schema_json;
   // The LMDB map starts at `initial_map_size` (at most `max_map_size`) and doubles when full, up
   // to `max_map_size`; past that a write fails with ResourceExhausted naming the option, and the
-  // database stays as it was.
-  size_t initial_map_size = size_t{16} << 20;
+  // database stays as it was. The map is address space, not disk: the file grows only as pages
+  // are written (an empty database is 44 KiB and opens as fast with a 64 GiB map as with 16 MiB,
+  // measured on ext4), so by default it starts at the maximum and never has to grow. Growing
+  // briefly holds back new transactions until the open ones end. Where the address space is
+  // limited (ulimit -v), Open falls back to smaller maps, down to 16 MiB.
+  size_t initial_map_size = size_t{64} << 30;
   size_t max_map_size = size_t{64} << 30;
   TransactionLimits limits;
   Durability durability = Durability::kDurable;

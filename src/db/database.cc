@@ -209,7 +209,7 @@ absl::Status RunWriteTransaction(LmdbStore& store,
     absl::Status status = commit.status();
     if (status.ok() && !*commit) return absl::OkStatus();
     if (status.ok()) status = (*txn)->Commit();
-    if (status.ok() || !IsMapFull(status)) return status;
+    if (status.ok() || !NeedsMapResize(status)) return status;
     txn->reset();
     if (absl::Status grown = store.Grow(observed_map_size); !grown.ok()) return grown;
   }

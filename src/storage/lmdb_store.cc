@@ -20,13 +20,11 @@
 namespace stagedb::internal {
 namespace {
 
-constexpr int kMapFullCode = MDB_MAP_FULL;
-
 absl::Status LmdbError(int rc, std::string_view what) {
   std::string message = absl::StrFormat("lmdb %s: %s", what, mdb_strerror(rc));
   switch (rc) {
     case MDB_MAP_FULL:
-      return absl::ResourceExhaustedError(message);
+    case MDB_MAP_RESIZED:
     case MDB_READERS_FULL:
     case MDB_TXN_FULL:
       return absl::ResourceExhaustedError(message);
@@ -45,21 +43,33 @@ std::string_view FromVal(const MDB_val& v) {
   return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
 }
 
-// How many transactions of each store this thread has open: a thread holds a store's resize lock
-// shared once, however many transactions it nests (a query inside a mutation), so that a waiting
-// Grow cannot deadlock it against itself.
-struct HeldResizeLock {
+// How many transactions of each store this thread has open: a thread enters a store's resize gate
+// once, however many transactions it nests (a query inside a mutation), so that a pending resize
+// never makes it wait for itself.
+struct OpenTransactions {
   const LmdbStore* store;
   int count;
 };
-thread_local std::vector<HeldResizeLock> held_resize_locks;
+thread_local std::vector<OpenTransactions> open_transactions;
 
 int* HeldCount(const LmdbStore* store) {
-  for (auto& held : held_resize_locks) {
-    if (held.store == store) return &held.count;
+  for (auto& open : open_transactions) {
+    if (open.store == store) return &open.count;
   }
-  held_resize_locks.push_back({store, 0});
-  return &held_resize_locks.back().count;
+  open_transactions.push_back({store, 0});
+  return &open_transactions.back().count;
+}
+
+// How long a write transaction waits to adopt another process's map size before handing the
+// resize to its caller (Committer), which first fails the queued mutations whose threads hold a
+// transaction: they would otherwise wait for the commit while the resize waits for them.
+// The smallest map Open falls back to when the address space refuses a larger one.
+constexpr size_t kSmallestFallbackMap = size_t{16} << 20;
+
+constexpr absl::Duration kWriterAdoptWait = absl::Milliseconds(100);
+
+absl::Time DeadlineAfter(absl::Duration max_wait) {
+  return max_wait == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + max_wait;
 }
 
 // LMDB forbids opening one environment twice in a process (closing either breaks the other's
@@ -72,9 +82,10 @@ absl::flat_hash_set<std::string>& OpenPaths() ABSL_EXCLUSIVE_LOCKS_REQUIRED(open
 
 }  // namespace
 
-bool IsMapFull(const absl::Status& status) {
+bool NeedsMapResize(const absl::Status& status) {
   return absl::IsResourceExhausted(status) &&
-         absl::StrContains(status.message(), mdb_strerror(kMapFullCode));
+         (absl::StrContains(status.message(), mdb_strerror(MDB_MAP_FULL)) ||
+          absl::StrContains(status.message(), mdb_strerror(MDB_MAP_RESIZED)));
 }
 
 // ---- StoreCursor ----
@@ -113,8 +124,8 @@ absl::StatusOr<bool> StoreCursor::Prev() { return Move(MDB_PREV); }
 
 // ---- StoreTxn ----
 
-StoreTxn::StoreTxn(LmdbStore* store, MDB_txn* txn, bool writable, bool holds_resize_lock)
-    : store_(store), txn_(txn), writable_(writable), holds_resize_lock_(holds_resize_lock) {}
+StoreTxn::StoreTxn(LmdbStore* store, MDB_txn* txn, bool writable)
+    : store_(store), txn_(txn), writable_(writable) {}
 
 StoreTxn::~StoreTxn() { End(); }
 
@@ -123,10 +134,9 @@ void StoreTxn::End() {
     mdb_txn_abort(txn_);
     txn_ = nullptr;
   }
-  if (holds_resize_lock_) {
-    holds_resize_lock_ = false;
-    int* count = HeldCount(store_);
-    if (--*count == 0) store_->resize_mu_.ReaderUnlock();
+  if (counted_) {
+    counted_ = false;
+    if (--*HeldCount(store_) == 0) store_->LeaveGate();
   }
 }
 
@@ -212,26 +222,22 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& pa
     }
   }
   auto store = absl::WrapUnique(new LmdbStore(canonical, max_map_size));
-  int rc = mdb_env_create(&store->env_);
-  if (rc != 0) return LmdbError(rc, "env create");
-  if (mdb_env_get_maxkeysize(store->env_) < static_cast<int>(kMaxKeyBytes)) {
-    return absl::InternalError("this LMDB build allows shorter keys than stagedb needs");
+  // The map is address space, not disk: the file grows only as pages are written. Where the
+  // address space is limited (ulimit -v), a large map fails with ENOMEM: try smaller ones, down
+  // to kSmallestFallbackMap, and let the map grow from there.
+  int rc = 0;
+  for (size_t map_size = initial_map_size;; map_size /= 2) {
+    rc = store->OpenEnvironment(map_size, sync);
+    if (rc != ENOMEM || map_size / 2 < kSmallestFallbackMap) break;
   }
-  mdb_env_set_maxdbs(store->env_, 4);
-  mdb_env_set_maxreaders(store->env_, 512);
-  // The file may already be larger (grown before, or by another process): never shrink it.
-  rc = mdb_env_set_mapsize(store->env_, initial_map_size);
-  if (rc != 0) return LmdbError(rc, "set map size");
-  // MDB_NOTLS: read transactions are tied to our objects, not to threads, so a thread may hold
-  // several (a query inside a mutation) and many threads may read at once.
-  rc = mdb_env_open(store->env_, path.c_str(), MDB_NOTLS | (sync ? 0 : MDB_NOSYNC), 0644);
   if (rc != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot open database \"", path, "\": ", mdb_strerror(rc)));
   }
-  MDB_envinfo info;
-  mdb_env_info(store->env_, &info);
-  store->map_size_ = info.me_mapsize;
+  if (mdb_env_get_maxkeysize(store->env_) < static_cast<int>(kMaxKeyBytes)) {
+    return absl::InternalError("this LMDB build allows shorter keys than stagedb needs");
+  }
+  store->ReadMapSize();
 
   MDB_txn* txn = nullptr;
   rc = mdb_txn_begin(store->env_, nullptr, 0, &txn);
@@ -247,6 +253,21 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& pa
   return store;
 }
 
+int LmdbStore::OpenEnvironment(size_t map_size, bool sync) {
+  if (env_ != nullptr) mdb_env_close(env_);  // a failed open must be closed before another
+  env_ = nullptr;
+  int rc = mdb_env_create(&env_);
+  if (rc != 0) return rc;
+  mdb_env_set_maxdbs(env_, 4);
+  mdb_env_set_maxreaders(env_, 512);
+  // The file may already be larger (grown before, or by another process): LMDB never shrinks it.
+  rc = mdb_env_set_mapsize(env_, map_size);
+  if (rc != 0) return rc;
+  // MDB_NOTLS: read transactions are tied to our objects, not to threads, so a thread may hold
+  // several (a query inside a mutation) and many threads may read at once.
+  return mdb_env_open(env_, path_.c_str(), MDB_NOTLS | (sync ? 0 : MDB_NOSYNC), 0644);
+}
+
 LmdbStore::~LmdbStore() {
   if (env_ != nullptr) mdb_env_close(env_);
   absl::MutexLock lock(&open_paths_mu);
@@ -257,29 +278,80 @@ absl::StatusOr<std::unique_ptr<StoreTxn>> LmdbStore::BeginRead() { return Begin(
 absl::StatusOr<std::unique_ptr<StoreTxn>> LmdbStore::BeginWrite() { return Begin(true); }
 
 absl::StatusOr<std::unique_ptr<StoreTxn>> LmdbStore::Begin(bool writable) {
+  int* count = HeldCount(this);
   for (int attempt = 0;; ++attempt) {
-    int* count = HeldCount(this);
-    if (*count == 0) resize_mu_.ReaderLock();
+    if (*count == 0) EnterGate();
     ++*count;
     MDB_txn* txn = nullptr;
     const int rc = mdb_txn_begin(env_, nullptr, writable ? 0 : MDB_RDONLY, &txn);
-    if (rc == 0) return absl::WrapUnique(new StoreTxn(this, txn, writable, true));
-    if (--*count == 0) resize_mu_.ReaderUnlock();
-    if (rc != MDB_MAP_RESIZED || attempt > 0) return LmdbError(rc, "begin transaction");
-    // Another process grew the map: adopt its size, then try once more.
-    if (*count > 0) return LmdbError(rc, "begin nested transaction");
-    if (absl::Status s = AdoptMapSize(); !s.ok()) return s;
+    if (rc == 0) return absl::WrapUnique(new StoreTxn(this, txn, writable));
+    if (--*count == 0) LeaveGate();
+    // MDB_MAP_RESIZED: another process grew the map past ours. Adopt its size and try again
+    // (a few times: it may grow again meanwhile). A nested transaction cannot: its thread holds
+    // one open.
+    if (rc != MDB_MAP_RESIZED || attempt == 3 || *count > 0) {
+      return LmdbError(rc, *count > 0 ? "begin nested transaction" : "begin transaction");
+    }
+    // A writer waits briefly, then hands the resize to its caller (see kWriterAdoptWait); a
+    // reader holds nothing anyone waits for, so it waits as long as it takes.
+    const absl::Status adopted =
+        AdoptMapSize(writable ? kWriterAdoptWait : absl::InfiniteDuration());
+    if (absl::IsUnavailable(adopted)) return LmdbError(rc, "begin transaction");
+    if (!adopted.ok()) return adopted;
   }
 }
 
-absl::Status LmdbStore::AdoptMapSize() {
-  absl::MutexLock lock(&resize_mu_);
-  const int rc = mdb_env_set_mapsize(env_, 0);
-  if (rc != 0) return LmdbError(rc, "adopt map size");
+void LmdbStore::EnterGate() {
+  for (;;) {
+    open_threads_.fetch_add(1);
+    // Both sides use sequentially consistent operations: a resizer sets resize_pending_ and then
+    // reads open_threads_, so either it sees this thread or this thread sees it pending.
+    if (!resize_pending_.load()) return;
+    LeaveGate();
+    absl::MutexLock lock(&gate_mu_);
+    gate_mu_.Await(absl::Condition(this, &LmdbStore::NoResizePending));
+  }
+}
+
+void LmdbStore::LeaveGate() {
+  if (open_threads_.fetch_sub(1) == 1 && resize_pending_.load()) {
+    // The resizer waits on gate_mu_ for open_threads_ to reach 0: Abseil re-checks a waiter's
+    // condition when the mutex is released, so taking and releasing it wakes the resizer.
+    absl::MutexLock lock(&gate_mu_);
+  }
+}
+
+absl::Status LmdbStore::RunWithGateClosed(absl::Time deadline,
+                                          absl::FunctionRef<absl::Status()> resize) {
+  absl::MutexLock lock(&gate_mu_);
+  if (!gate_mu_.AwaitWithDeadline(absl::Condition(this, &LmdbStore::NoResizePending), deadline)) {
+    return absl::UnavailableError(
+        absl::StrCat("database \"", path_, "\": another resize of the map is under way"));
+  }
+  resize_pending_.store(true);
+  absl::Status status =
+      gate_mu_.AwaitWithDeadline(absl::Condition(this, &LmdbStore::NoTransactionOpen), deadline)
+          ? resize()
+          : absl::UnavailableError(absl::StrCat(
+                "database \"", path_, "\": the map cannot be resized while transactions are open"));
+  resize_pending_.store(false);  // waiters re-check when the lock is released
+  return status;
+}
+
+void LmdbStore::ReadMapSize() {
   MDB_envinfo info;
   mdb_env_info(env_, &info);
   map_size_ = info.me_mapsize;
-  return absl::OkStatus();
+}
+
+absl::Status LmdbStore::AdoptMapSize(absl::Duration max_wait) {
+  return RunWithGateClosed(DeadlineAfter(max_wait), [&] {
+    // Size 0: the size the file's newest meta page records (never below what is in use).
+    const int rc = mdb_env_set_mapsize(env_, 0);
+    if (rc != 0) return LmdbError(rc, "adopt map size");
+    ReadMapSize();
+    return absl::OkStatus();
+  });
 }
 
 bool LmdbStore::ThisThreadHoldsTransaction() const { return *HeldCount(this) > 0; }
@@ -291,35 +363,24 @@ absl::Status LmdbStore::Grow(size_t observed_size, absl::Duration max_wait) {
         "(is Mutate called from inside Query?)",
         path_));
   }
-  if (max_wait == absl::InfiniteDuration()) {
-    resize_mu_.Lock();
-  } else {
-    const absl::Time deadline = absl::Now() + max_wait;
-    while (!resize_mu_.TryLock()) {
-      if (absl::Now() >= deadline) {
-        return absl::UnavailableError("the map cannot grow while transactions are open");
-      }
-      absl::SleepFor(absl::Microseconds(200));
+  return RunWithGateClosed(DeadlineAfter(max_wait), [&]() -> absl::Status {
+    // Writers that failed together on a full map each call Grow: the first grows, the rest retry.
+    if (map_size_ > observed_size) return absl::OkStatus();
+    // Another process may have grown the map (the file may need more than ours): adopt that.
+    if (const int rc = mdb_env_set_mapsize(env_, 0); rc != 0)
+      return LmdbError(rc, "adopt map size");
+    ReadMapSize();
+    if (map_size_ > observed_size) return absl::OkStatus();
+    if (observed_size >= max_map_size_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("database \"", path_, "\" is full: the map is ", observed_size,
+                       " bytes, the limit set by Options::max_map_size; raise it to store more"));
     }
-  }
-  struct Unlock {
-    absl::Mutex& mu;
-    ~Unlock() { mu.Unlock(); }
-  } unlock{resize_mu_};
-  // Writers that failed together on a full map each call Grow: the first grows, the rest retry.
-  if (map_size_ > observed_size) return absl::OkStatus();
-  if (map_size_ >= max_map_size_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("database \"", path_, "\" is full: the map is ", map_size_.load(),
-                     " bytes, the limit set by ", "Options::max_map_size; raise it to store more"));
-  }
-  const size_t target = std::min(max_map_size_, map_size_ * 2);
-  const int rc = mdb_env_set_mapsize(env_, target);
-  if (rc != 0) return LmdbError(rc, "grow map");
-  MDB_envinfo info;
-  mdb_env_info(env_, &info);
-  map_size_ = info.me_mapsize;
-  return absl::OkStatus();
+    const size_t target = std::min(max_map_size_, std::max(observed_size, map_size_.load()) * 2);
+    if (const int rc = mdb_env_set_mapsize(env_, target); rc != 0) return LmdbError(rc, "grow map");
+    ReadMapSize();
+    return absl::OkStatus();
+  });
 }
 
 size_t LmdbStore::map_size() const { return map_size_.load(); }

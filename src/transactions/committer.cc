@@ -191,7 +191,7 @@ void Committer::CommitGroup(std::vector<Request*>& group) {
       while (!log_.empty() && log_.front().timestamp <= keep_after) log_.pop_front();
       return;
     }
-    if (!IsMapFull(failure)) {
+    if (!NeedsMapResize(failure)) {
       for (Request* request : group) request->outcome = Outcome{.status = failure};
       return;
     }
