@@ -486,13 +486,15 @@ TEST_CASE("paging under concurrent writes returns every stable document once",
     REQUIRE(s.ok());
     REQUIRE(in_range.size() > 20);
 
+    // The writer thread commits for as long as the pages are read; between two pages the
+    // reader waits for its progress (below), so that its commits land between the pages however
+    // the threads are scheduled.
     std::atomic<bool> paging_done{false};
-    std::atomic<int> thread_steps{0};
+    testing::Progress thread_steps;
     std::thread writer([&] {
       while (!paging_done.load()) {
         thread_writer.Step(1, 1);
-        thread_steps.fetch_add(1);
-        std::this_thread::yield();
+        thread_steps.Add();
       }
     });
 
@@ -502,6 +504,7 @@ TEST_CASE("paging under concurrent writes returns every stable document once",
     std::optional<std::string> cursor;
     std::string error;
     int pages = 0;
+    int waited_pages = 0;  // pages followed by a commit of the writer thread
     for (bool done = false; !done && pages < 500; ++pages) {
       absl::StatusOr<PaginationResult> page = db->Query([&](Reader& r) {
         Query q = r.Table("p");
@@ -524,16 +527,25 @@ TEST_CASE("paging under concurrent writes returns every stable document once",
       done = page->is_done;
       cursor = page->continue_cursor;
       main_writer.Step(2, 2);
+      if (!done) {
+        // A commit of the writer thread made after this page was read, before the next.
+        if (!thread_steps.WaitForNewer()) {
+          error = "the writer thread made no progress within the hang guard";
+          break;
+        }
+        ++waited_pages;
+      }
     }
     paging_done.store(true);
     writer.join();
 
-    INFO("pages " << pages << ", writer thread mutations " << thread_steps.load());
+    INFO("pages " << pages << ", writer thread mutations " << thread_steps.value());
     INFO("error: " << error);
     REQUIRE(error.empty());
     REQUIRE(main_writer.first_error().empty());
     REQUIRE(thread_writer.first_error().empty());
-    CHECK(thread_steps.load() > 0);
+    // Paging ended, and every page but the last was followed by the writer thread's commits.
+    CHECK(waited_pages == pages - 1);
     CHECK(duplicates.empty());
     for (const auto& [id, tracked] : in_range) {
       INFO("stable document " << id << " k=" << tracked.k);
