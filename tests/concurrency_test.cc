@@ -1,9 +1,11 @@
 // Concurrency tests: many threads running mutations and queries against one database at once.
-// They hold for a one-writer-at-a-time engine and for optimistic concurrency alike: a Mutate
-// that ends in Aborted (a conflict that outlasted the retries) is counted as "did not happen",
-// never as a failure. Covered: bank transfers (conservation, no overdraft, snapshot sums), write
-// skew (two on-call doctors), lost updates on one counter, races on a unique index, and readers
-// (queries and read-only mutations) that must never see half of a transaction.
+// A Mutate that ends in Aborted (a conflict that outlasted the retries) is counted as "did not
+// happen", never as a failure. The interleavings a check needs are made to happen, whatever the
+// scheduling: readers take snapshots between each writer's commits (writers wait for them), and
+// the two doctors of the write-skew test both read before either writes. Covered: bank transfers
+// (conservation, no overdraft, snapshot sums), write skew (two on-call doctors), lost updates on
+// one counter, races on a unique index, and readers (queries and read-only mutations) that must
+// never see half of a transaction.
 //
 // Iteration counts scale with STAGEDB_TEST_SCALE (default 1; e.g. 0.2 under ThreadSanitizer).
 // The random seed is fixed; set STAGEDB_TEST_SEED to try another. Set STAGEDB_TEST_VERBOSE to
@@ -11,14 +13,11 @@
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -44,6 +43,7 @@ using stagedb::Transaction;
 using stagedb::Value;
 using stagedb::testing::MustInsert;
 using stagedb::testing::OpenOrFail;
+using stagedb::testing::Progress;
 using stagedb::testing::TempDir;
 
 constexpr const char* kSchema = R"json({
@@ -158,9 +158,13 @@ TEST_CASE("concurrent bank transfers conserve money and never overdraw", "[concu
   std::vector<int64_t> overdrafts(kThreads, 0);
   std::atomic<int> writers_running{kThreads};
 
-  // The reader: every snapshot sums to kTotal, with no negative balance.
+  // The reader: every snapshot sums to kTotal, with no negative balance. It runs until the
+  // writers are done, and every kSnapshotEvery transfers each writer waits for a snapshot newer
+  // than its last commit, so that snapshots fall between commits however threads are scheduled.
+  constexpr int kSnapshotEvery = 10;
   Tally reader_tally;
   int64_t snapshots = 0;
+  Progress snapshots_taken;
   std::thread reader([&] {
     do {
       absl::StatusOr<int64_t> sum = db->Query([&](Reader& r) -> absl::StatusOr<int64_t> {
@@ -187,6 +191,7 @@ TEST_CASE("concurrent bank transfers conserve money and never overdraw", "[concu
         reader_tally.Error("a snapshot sums to " + std::to_string(*sum) + " at snapshot " +
                            std::to_string(snapshots));
       }
+      snapshots_taken.Add();
     } while (writers_running.load() > 0);
   });
 
@@ -244,6 +249,10 @@ TEST_CASE("concurrent bank transfers conserve money and never overdraw", "[concu
           CheckAbortMessage(tally, s, "accounts");
         } else {
           tally.Error("transfer: " + s.ToString());
+        }
+        if (i % kSnapshotEvery == kSnapshotEvery - 1 && !snapshots_taken.WaitForNewer()) {
+          tally.Error("no snapshot of the reader within the hang guard");
+          break;
         }
       }
       --writers_running;
@@ -304,42 +313,22 @@ TEST_CASE("concurrent bank transfers conserve money and never overdraw", "[concu
 
 // ---------------------------------------------------------------------------------------------
 
-// Two threads meet here inside their mutations, so that both have read before either writes.
-// Waits at most `timeout`: with one writer at a time the other thread cannot arrive.
-class Rendezvous {
- public:
-  // True when the other thread arrived in time.
-  bool ArriveAndWait(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    ++arrived_;
-    cv_.notify_all();
-    return cv_.wait_for(lock, timeout, [&] { return arrived_ >= 2; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int arrived_ = 0;
-};
-
 TEST_CASE("write skew: two on-call doctors never both go off call", "[concurrency]") {
   TempDir dir;
   auto db = OpenDb(dir.Sub("db"));
   const DocumentId alice = MustInsert(*db, "doctors", {{"name", "alice"}, {"on_call", true}});
   const DocumentId bob = MustInsert(*db, "doctors", {{"name", "bob"}, {"on_call", true}});
   const int rounds = Scaled(50, 5);
-  // 200 ms while the threads do meet; once a round times out (a one-writer engine holds the
-  // first thread's mutation while the second waits to start), shorter, to keep the test quick.
-  std::chrono::milliseconds timeout(200);
-  int overlapped_rounds = 0, aborted = 0, retried = 0;
+  int aborted = 0, retried = 0;
 
   for (int round = 0; round < rounds; ++round) {
     REQUIRE_OK(db->Mutate([&](Transaction& tx) -> absl::Status {
       if (absl::Status s = tx.Patch(alice, {{"on_call", true}}); !s.ok()) return s;
       return tx.Patch(bob, {{"on_call", true}});
     }));
-    Rendezvous rendezvous;
-    std::atomic<int> ready{0};
+    // Both doctors meet inside their first attempts, after reading and before writing: mutations
+    // run concurrently (optimistic), so both read two doctors on call.
+    Progress arrived;
     struct Result {
       absl::StatusOr<bool> went_off = absl::UnknownError("not run");
       int attempts = 0;
@@ -349,14 +338,15 @@ TEST_CASE("write skew: two on-call doctors never both go off call", "[concurrenc
     auto doctor = [&](int me) {
       const DocumentId& my_id = me == 0 ? alice : bob;
       Result& result = results[me];
-      ++ready;
-      while (ready.load() < 2) std::this_thread::yield();
       result.went_off = db->Mutate([&](Transaction& tx) -> absl::StatusOr<bool> {
         const bool first_attempt = ++result.attempts == 1;
         absl::StatusOr<std::vector<Document>> on_call =
             tx.Table("doctors").WithIndex("by_on_call", stagedb::Eq("on_call", true)).Collect();
         if (!on_call.ok()) return on_call.status();
-        if (first_attempt) result.met = rendezvous.ArriveAndWait(timeout);
+        if (first_attempt) {
+          arrived.Add();
+          result.met = arrived.WaitAtLeast(2);
+        }
         if (on_call->size() < 2) return false;
         if (absl::Status s = tx.Patch(my_id, {{"on_call", false}}); !s.ok()) return s;
         return true;
@@ -366,13 +356,10 @@ TEST_CASE("write skew: two on-call doctors never both go off call", "[concurrenc
     std::thread b(doctor, 1);
     a.join();
     b.join();
-    if (results[0].met && results[1].met) {
-      ++overlapped_rounds;
-    } else {
-      timeout = std::chrono::milliseconds(20);
-    }
 
     INFO("round " << round);
+    INFO("doctors met: " << results[0].met << " " << results[1].met);
+    REQUIRE((results[0].met && results[1].met));
     int succeeded = 0, went_off = 0;
     for (int me = 0; me < 2; ++me) {
       const absl::StatusOr<bool>& r = results[me].went_off;
@@ -411,8 +398,7 @@ TEST_CASE("write skew: two on-call doctors never both go off call", "[concurrenc
     }
   }
   if (Verbose()) {
-    std::printf("write skew: %d rounds, %d overlapped, %d aborted, %d retried\n", rounds,
-                overlapped_rounds, aborted, retried);
+    std::printf("write skew: %d rounds, %d aborted, %d retried\n", rounds, aborted, retried);
   }
 }
 
@@ -498,7 +484,7 @@ TEST_CASE("racing inserts of the same names into a unique index keep each name o
   for (int i = 0; i < num_names; ++i) winner[i] = -1;
   std::vector<Tally> tallies(kThreads);
   std::vector<int64_t> duplicates(kThreads, 0);
-  std::atomic<int> ready{0};
+  Progress ready;  // the threads start inserting together
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
@@ -507,8 +493,11 @@ TEST_CASE("racing inserts of the same names into a unique index keep each name o
       std::mt19937_64 rng(Seed() * 31 + t);
       std::shuffle(order.begin(), order.end(), rng);
       Tally& tally = tallies[t];
-      ++ready;
-      while (ready.load() < kThreads) std::this_thread::yield();
+      ready.Add();
+      if (!ready.WaitAtLeast(kThreads)) {
+        tally.Error("the other threads did not start within the hang guard");
+        return;
+      }
       for (int i : order) {
         absl::StatusOr<DocumentId> id = db->Mutate([&](Transaction& tx) {
           return tx.Insert("members", {{"name", names[i]}, {"thread", Value::Int64(t)}});
@@ -628,6 +617,13 @@ TEST_CASE("queries and read-only mutations never see part of a transaction", "[c
   std::vector<Tally> writer_tallies(kWriters);
   std::vector<std::set<int64_t>> live(kWriters);  // the pairs each writer believes exist
   std::atomic<int> writers_running{kWriters};
+  // Readers: queries, and read-only mutations (which fail with the inconsistency as an error).
+  // They run until the writers are done, and every kSnapshotEvery steps each writer waits for a
+  // snapshot of each reader newer than its last commit, so that snapshots fall between commits
+  // however threads are scheduled.
+  constexpr int kReaders = kQueryReaders + 1;
+  constexpr int kSnapshotEvery = 20;
+  std::vector<Progress> snapshots_taken(kReaders);
   std::vector<std::thread> threads;
   for (int w = 0; w < kWriters; ++w) {
     threads.emplace_back([&, w] {
@@ -684,20 +680,27 @@ TEST_CASE("queries and read-only mutations never see part of a transaction", "[c
             tally.Error("delete pair: " + deleted.status().ToString());
           }
         }
+        if (i % kSnapshotEvery == kSnapshotEvery - 1) {
+          for (Progress& reader : snapshots_taken) {
+            if (!reader.WaitForNewer()) {
+              tally.Error("no snapshot of a reader within the hang guard");
+            }
+          }
+        }
       }
       --writers_running;
     });
   }
 
-  // Readers: queries, and read-only mutations (which fail with the inconsistency as an error).
-  constexpr int kReaders = kQueryReaders + 1;
   std::vector<Tally> reader_tallies(kReaders);
   std::vector<int64_t> nonempty_snapshots(kReaders, 0);
   for (int r = 0; r < kReaders; ++r) {
     threads.emplace_back([&, r] {
       Tally& tally = reader_tallies[r];
       const bool use_mutation = r >= kQueryReaders;
-      do {
+      // The last snapshot begins after the writers are done: nothing can conflict with it.
+      for (bool last = false; !last;) {
+        last = writers_running.load() == 0;
         absl::StatusOr<int64_t> seen =
             use_mutation ? db->Mutate([&](Transaction& tx) { return CheckPairs(tx); })
                          : db->Query([&](Reader& reader) { return CheckPairs(reader); });
@@ -710,7 +713,8 @@ TEST_CASE("queries and read-only mutations never see part of a transaction", "[c
           tally.Error((use_mutation ? "read-only mutation: " : "query: ") +
                       seen.status().ToString());
         }
-      } while (writers_running.load() > 0);
+        snapshots_taken[r].Add();
+      }
     });
   }
   for (std::thread& thread : threads) thread.join();
