@@ -140,16 +140,29 @@ TEST_CASE("a conflict storm ends with Aborted errors, not a hang, and stays cons
   options.limits.max_conflict_retries = 1;
   auto db = OpenOrFail(options);
   const DocumentId id = MustInsert(*db, "counters", {{"name", "hot"}, {"value", 0}});
+  // In each round every thread increments the counter once. Each attempt waits, between its read
+  // and its write, until the round's other attempts have read too: of the kThreads first attempts
+  // exactly one commits; the other kThreads - 1 re-run and meet again, one commits and the rest,
+  // out of retries, end Aborted. Whatever the scheduling, every attempt overlaps all the others.
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 40;
+  testing::Progress first_reads, second_reads;
   std::atomic<int> committed = 0, aborted = 0, other = 0;
   std::vector<std::thread> threads;
-  for (int t = 0; t < 8; ++t) {
+  for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
-      for (int i = 0; i < 40; ++i) {
+      for (int round = 1; round <= kRounds; ++round) {
+        int attempts = 0;
         absl::Status s = db->Mutate([&](Transaction& tx) -> absl::Status {
           absl::StatusOr<std::optional<Document>> counter = tx.Get(id);
           if (!counter.ok()) return counter.status();
-          // Hold the read open so that the threads overlap: every one conflicts with the rest.
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          // A thread may run ahead into the next round's first attempt (it read the counter
+          // before this round's second commit, so it conflicts): the counts stay per round.
+          testing::Progress& reads = ++attempts == 1 ? first_reads : second_reads;
+          reads.Add();
+          if (!reads.WaitAtLeast(int64_t{round} * (attempts == 1 ? kThreads : kThreads - 1))) {
+            return absl::DeadlineExceededError("the other attempts did not read in time");
+          }
           return tx.Patch(id, {{"value", (**counter)["value"].as_int64() + 1}});
         });
         if (s.ok()) {
@@ -158,14 +171,15 @@ TEST_CASE("a conflict storm ends with Aborted errors, not a hang, and stays cons
           ++aborted;
         } else {
           ++other;
+          return;  // the rounds can no longer fill up
         }
       }
     });
   }
   for (std::thread& thread : threads) thread.join();
   CHECK(other == 0);
-  CHECK(committed + aborted == 320);
-  CHECK(aborted > 0);  // 8 overlapping read-modify-writes with one retry each: some give up
+  CHECK(committed == 2 * kRounds);
+  CHECK(aborted == (kThreads - 2) * kRounds);
   absl::StatusOr<std::optional<Document>> counter = db->Query([&](Reader& r) { return r.Get(id); });
   REQUIRE_OK(counter);
   CHECK((**counter)["value"] == Value(static_cast<int64_t>(committed)));
@@ -191,13 +205,25 @@ TEST_CASE("a durable commit waits for running mutations only briefly (commit del
   });
   started.get_future().wait();
   const auto begin = std::chrono::steady_clock::now();
-  const DocumentId id = MustInsert(*db, "counters", {{"name", "fast"}, {"value", 2}});
+  // On a thread of its own, so that a commit that waits for the slow mutation fails the test
+  // (after the hang guard) instead of hanging it.
+  std::future<absl::StatusOr<DocumentId>> fast_insert = std::async(std::launch::async, [&] {
+    return db->Mutate([](Transaction& tx) {
+      return tx.Insert("counters", {{"name", "fast"}, {"value", 2}});
+    });
+  });
+  const bool committed = fast_insert.wait_for(absl::ToChronoNanoseconds(testing::kHangGuard)) ==
+                         std::future_status::ready;
   const auto took = std::chrono::steady_clock::now() - begin;
   release.set_value();
   slow.join();
-  // Generous for a loaded machine; an unbounded wait would never get here before the release.
+  INFO("the commit took " << std::chrono::duration<double>(took).count() << " s");
+  REQUIRE(committed);  // it did not wait for the slow mutation to end
+  // Generous for a loaded machine: the commit delay is well under a millisecond.
   CHECK(took < std::chrono::seconds(2));
-  absl::StatusOr<std::optional<Document>> fast = db->Query([&](Reader& r) { return r.Get(id); });
+  const absl::StatusOr<DocumentId> id = fast_insert.get();
+  REQUIRE_OK(id);
+  absl::StatusOr<std::optional<Document>> fast = db->Query([&](Reader& r) { return r.Get(*id); });
   REQUIRE_OK(fast);
   CHECK(fast->has_value());
 }
