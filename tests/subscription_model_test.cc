@@ -7,8 +7,8 @@
 // along the way, over a small key space.
 //
 // After every commit (or, now and then, a burst of a few commits made while the re-runs of the
-// first are in flight, some of them slowed down), with delivery waited for (WaitForDelivery),
-// each subscription's updates since the last check are checked one by one:
+// first are in flight, some of them held until the burst ends), with delivery waited for
+// (WaitForDelivery), each subscription's updates since the last check are checked one by one:
 //   - timestamps strictly increase, and are at most the last commit;
 //   - each update's result equals a brute-force evaluation of the query over the model as it was
 //     at the update's timestamp (index-independent: filter, sort by the index tuple with
@@ -307,6 +307,29 @@ const Object* Lookup(const State& state, const std::string& id) {
   return nullptr;
 }
 
+// The bursts of commits (see ModelTest::Run): a re-run that takes one of a burst's pauses waits
+// until the burst's commits are all made, so that they land while its batch runs (the engine's
+// write-log case), however the threads are scheduled.
+struct Bursts {
+  std::atomic<int> pauses{0};
+  testing::Progress ended;
+  std::atomic<int> stalls{0};  // pauses that ran into the hang guard: a commit waited for a re-run
+
+  void Begin(int n) { pauses = n; }
+  void End() {
+    pauses = 0;
+    ended.Add();
+  }
+  void Pause() {
+    // Read first: a pause taken below belongs to a burst that had not ended then.
+    const int64_t ended_before = ended.value();
+    int left = pauses.load();
+    while (left > 0 && !pauses.compare_exchange_weak(left, left - 1)) {
+    }
+    if (left > 0 && !ended.WaitAtLeast(ended_before + 1)) ++stalls;
+  }
+};
+
 struct SubSpec {
   Kind kind = Kind::kCollect;
   RangeSpec range;             // kCollect, kTake, kFirst
@@ -315,16 +338,11 @@ struct SubSpec {
   int64_t a = 0;               // kUnique, kComposite
   std::string b;               // kUnique
   int64_t k_lo = 0, k_hi = 0;  // kComposite
-  // Pauses the test hands out during bursts of commits: a run that takes one first sleeps, so
-  // that the next commits land while its batch runs (the engine's write-log case).
-  std::shared_ptr<std::atomic<int>> pauses;
+  // The test's bursts of commits, whose pauses a run may take.
+  std::shared_ptr<Bursts> bursts;
 
   void Pause() const {
-    if (pauses == nullptr) return;
-    int left = pauses->load();
-    while (left > 0 && !pauses->compare_exchange_weak(left, left - 1)) {
-    }
-    if (left > 0) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    if (bursts != nullptr) bursts->Pause();
   }
 
   bool IsDocumentResult() const { return kind != Kind::kComposite; }
@@ -980,14 +998,14 @@ class ModelTest {
                                         : Ending::kCommit;
       const int writes = rng_.Chance(0.6) ? 1 : static_cast<int>(2 + rng_.Uniform(4));
       const bool burst = rng_.Chance(0.1);
-      // A burst: more commits before waiting, while re-runs of the first are in flight (and
-      // slowed down, so that commits land during them).
-      *pauses_ = burst ? 2 : 0;
+      // A burst: more commits before waiting, while re-runs of the first are in flight (two of
+      // them held until the burst ends, so that commits land during them).
+      bursts_->Begin(burst ? 2 : 0);
       Commit(ending, writes);
       for (size_t i = burst ? 1 + rng_.Uniform(3) : 0; i > 0; --i) {
         Commit(Ending::kCommit, rng_.Chance(0.6) ? 1 : 3);
       }
-      *pauses_ = 0;
+      bursts_->End();
       // Sometimes subscribe or unsubscribe while re-runs of that commit are in flight.
       if (rng_.Chance(0.3)) Churn();
       Settle();
@@ -1005,7 +1023,7 @@ class ModelTest {
     Live live;
     live.number = next_number_++;
     live.spec = RandomSub(rng_, model_, universe_);
-    live.spec.pauses = pauses_;
+    live.spec.bursts = bursts_;
     live.record = std::make_shared<Record>();
     live.subscribed_at = db_->LastCommitTimestamp();
     INFO("subscribing #" << live.number << ": " << live.spec.Describe());
@@ -1136,10 +1154,14 @@ class ModelTest {
       // The host's loop: deliver what is queued, then wait for the rest.
       db_->DeliverPending();
     }
-    const absl::Status waited = db_->WaitForDelivery(last_ts_, absl::Seconds(10));
+    const absl::Status waited = db_->WaitForDelivery(last_ts_, testing::kHangGuard);
     if (!waited.ok()) {
       INFO("WaitForDelivery(" << last_ts_ << "): " << waited.ToString() << "\n" << Dump());
       FAIL("WaitForDelivery did not return in time");
+    }
+    {
+      INFO("a burst's commits did not complete while a re-run of the first was held");
+      CHECK(bursts_->stalls == 0);
     }
     if (mode_ == Mode::kManual) {
       // Every commit is at most last_ts_, so nothing can still be owed.
@@ -1282,7 +1304,7 @@ class ModelTest {
   TempDir dir_;
   Rng rng_;
   Mode mode_;
-  std::shared_ptr<std::atomic<int>> pauses_ = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<Bursts> bursts_ = std::make_shared<Bursts>();
   std::unique_ptr<Database> db_;
   std::thread::id test_thread_;
   State model_;
@@ -1310,16 +1332,18 @@ TEST_CASE("a subscription made while the notifier is idle gets its first update"
       [](Reader& r) { return r.Table("u").WithIndex("by_k", Eq("k", Value::Int64(1))).Collect(); },
       RecordingSlot(first));
   REQUIRE_OK(a);
-  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(10)));
+  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), testing::kHangGuard));
   CHECK(first->Pending() == 1);
-  // The notifier has delivered and gone idle; no commit follows the second subscription.
+  // The notifier has delivered; no commit follows the second subscription. (The pause lets the
+  // notifier go idle, where the bug was; nothing observable says when it has, and no check
+  // depends on the pause's length.)
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   auto second = std::make_shared<Record>();
   absl::StatusOr<Subscription> b = db->Subscribe(
       [](Reader& r) { return r.Table("u").WithIndex("by_k", Eq("k", Value::Int64(2))).Collect(); },
       RecordingSlot(second));
   REQUIRE_OK(b);
-  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(5)));
+  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), testing::kHangGuard));
   std::vector<QueryUpdate> updates = second->Drain(nullptr);
   REQUIRE(updates.size() == 1);
   CHECK(updates[0].documents().empty());
