@@ -112,10 +112,10 @@ TEST_CASE("a subscription sees a soft delete as a removal") {
                       sizes.push_back(update.result->as_array().size());
                     });
   REQUIRE_OK(sub);
-  REQUIRE_OK(db->WaitForDelivery(0, absl::Seconds(10)));
+  REQUIRE_OK(db->WaitForDelivery(0, testing::kHangGuard));
   Timestamp ts = 0;
   REQUIRE_OK(db->Mutate([&](Transaction& tx) { return tx.Delete(a); }, &ts));
-  REQUIRE_OK(db->WaitForDelivery(ts, absl::Seconds(10)));
+  REQUIRE_OK(db->WaitForDelivery(ts, testing::kHangGuard));
   std::lock_guard<std::mutex> lock(mu);
   CHECK(sizes == std::vector<size_t>{1, 0});
 }
