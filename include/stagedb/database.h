@@ -47,6 +47,14 @@ template <typename T>
 struct IsStatusOr : std::false_type {};
 template <typename T>
 struct IsStatusOr<absl::StatusOr<T>> : std::true_type {};
+// The rule for the functions given to Mutate and Query: they return absl::Status or
+// absl::StatusOr<T>. (A lambda without a return statement returns void.)
+template <typename R>
+inline constexpr bool kReturnsStatus = IsStatusOr<R>::value || std::is_same_v<R, absl::Status>;
+// What Mutate and Query return: R, or absl::Status when R breaks the rule, so that the
+// static_assert naming the rule is the one error the caller sees.
+template <typename R>
+using StatusResult = std::conditional_t<kReturnsStatus<R>, R, absl::Status>;
 
 // A subscribed query's result as a Value: documents become objects (a list an array, a missing
 // document null).
@@ -83,10 +91,13 @@ class Database {
 
   // Runs `fn(Transaction&)` as one serializable transaction. `fn` returns absl::Status or
   // absl::StatusOr<T>; Mutate returns the same type. On success the writes are durable when
-  // Mutate returns, and `*commit_timestamp` (when given) is the commit's timestamp.
+  // Mutate returns, and `*commit_timestamp` (when given) is the commit's timestamp. A mutation
+  // that wrote nothing commits nothing: `*commit_timestamp` is then the timestamp of the
+  // snapshot it read (the latest commit when it ran; an earlier mutation may have the same), so
+  // WaitForDelivery(*commit_timestamp) still waits for what it saw. On failure it is unchanged.
   template <typename Fn>
   auto Mutate(Fn&& fn, Timestamp* commit_timestamp = nullptr)
-      -> std::invoke_result_t<Fn&, Transaction&>;
+      -> internal::StatusResult<std::invoke_result_t<Fn&, Transaction&>>;
 
   // Runs `fn(Reader&)` on a snapshot of the latest commit. `fn` returns absl::Status or
   // absl::StatusOr<T>; Query returns the same type. Inside a mutation of this database, read
@@ -94,16 +105,22 @@ class Database {
   // A Mutate inside Query works, but fails with ResourceExhausted if the map must grow first
   // (it cannot while the Query's snapshot is open).
   template <typename Fn>
-  auto Query(Fn&& fn) -> std::invoke_result_t<Fn&, Reader&>;
+  auto Query(Fn&& fn) -> internal::StatusResult<std::invoke_result_t<Fn&, Reader&>>;
 
   // Subscribes to `query(Reader&)`, which returns absl::StatusOr of a std::vector<Document>,
   // a std::optional<Document>, a Document, a PaginationResult (see PaginationOptions::end_cursor
   // to keep a subscribed page's range) or a Value, and may read anything (several queries,
-  // gets). It runs now, on the calling thread; its result is delivered to `callback` as the
-  // first update (with every document `added`), and every change after that as a further update
-  // (see subscription.h). A query that fails is still subscribed: its error is delivered, and it
-  // re-runs when what it read changes. The function is copied and re-run on the notifier thread,
-  // so it must be safe to call there and free of side effects. Fails only when the storage does.
+  // gets). It runs now, on the calling thread, and its result is queued for `callback` as the
+  // first update (every document `added`); every change after that is a further update (see
+  // subscription.h). Updates coalesce, the first one too: if a commit writes inside what this
+  // run read before its result is delivered, the first update is the re-run's later result
+  // instead (with its timestamp, every document `added`), and this run's result is never
+  // delivered. Either way there is one first update (none once unsubscribed), read at or after
+  // this run's snapshot; it may arrive before Subscribe returns (on the notifier thread), and
+  // WaitForDelivery waits for it. A query that fails is still subscribed: its error is
+  // delivered, and it re-runs when what it read changes. The function is copied and re-run on
+  // the notifier thread, so it must be safe to call there and free of side effects. Fails only
+  // when the storage does.
   template <typename Fn>
   absl::StatusOr<Subscription> Subscribe(Fn query, const UpdateSlot& callback);
 
@@ -204,39 +221,58 @@ class Database {
 
 template <typename Fn>
 auto Database::Mutate(Fn&& fn, Timestamp* commit_timestamp)
-    -> std::invoke_result_t<Fn&, Transaction&> {
+    -> internal::StatusResult<std::invoke_result_t<Fn&, Transaction&>> {
   using R = std::invoke_result_t<Fn&, Transaction&>;
-  std::optional<R> result;
-  auto adapted = Adapt<R, Transaction>(fn, result);
-  absl::Status status = RunMutation(adapted, commit_timestamp);
-  if (!status.ok()) return status;
-  return std::move(*result);
+  if constexpr (!internal::kReturnsStatus<R>) {
+    static_assert(internal::kReturnsStatus<R>,
+                  "the function given to Mutate must return absl::Status or absl::StatusOr<T> "
+                  "(a lambda without a return statement returns void)");
+    return absl::InternalError("unreachable");
+  } else {
+    std::optional<R> result;
+    auto adapted = Adapt<R, Transaction>(fn, result);
+    absl::Status status = RunMutation(adapted, commit_timestamp);
+    if (!status.ok()) return status;
+    return std::move(*result);
+  }
 }
 
 template <typename Fn>
-auto Database::Query(Fn&& fn) -> std::invoke_result_t<Fn&, Reader&> {
+auto Database::Query(Fn&& fn) -> internal::StatusResult<std::invoke_result_t<Fn&, Reader&>> {
   using R = std::invoke_result_t<Fn&, Reader&>;
-  std::optional<R> result;
-  auto adapted = Adapt<R, Reader>(fn, result);
-  absl::Status status = RunQuery(adapted);
-  if (!status.ok()) return status;
-  return std::move(*result);
+  if constexpr (!internal::kReturnsStatus<R>) {
+    static_assert(internal::kReturnsStatus<R>,
+                  "the function given to Query must return absl::Status or absl::StatusOr<T> "
+                  "(a lambda without a return statement returns void)");
+    return absl::InternalError("unreachable");
+  } else {
+    std::optional<R> result;
+    auto adapted = Adapt<R, Reader>(fn, result);
+    absl::Status status = RunQuery(adapted);
+    if (!status.ok()) return status;
+    return std::move(*result);
+  }
 }
 
 template <typename Fn>
 absl::StatusOr<Subscription> Database::Subscribe(Fn query, const UpdateSlot& callback) {
   using R = std::invoke_result_t<Fn&, Reader&>;
-  static_assert(internal::IsStatusOr<R>::value,
-                "the query must return absl::StatusOr<std::vector<Document>>, "
-                "absl::StatusOr<std::optional<Document>>, absl::StatusOr<Document>, "
-                "absl::StatusOr<PaginationResult> or absl::StatusOr<Value>");
-  return SubscribeValue(
-      [query = std::move(query)](Reader& reader) mutable -> absl::StatusOr<Value> {
-        R result = query(reader);
-        if (!result.ok()) return result.status();
-        return internal::ToResultValue(*std::move(result));
-      },
-      callback);
+  if constexpr (!internal::IsStatusOr<R>::value) {
+    // Alone in its branch, so that it is the one error the caller sees.
+    static_assert(internal::IsStatusOr<R>::value,
+                  "the query must return absl::StatusOr<std::vector<Document>>, "
+                  "absl::StatusOr<std::optional<Document>>, absl::StatusOr<Document>, "
+                  "absl::StatusOr<PaginationResult> or absl::StatusOr<Value>");
+    return absl::InternalError("unreachable");
+  } else {
+    return SubscribeValue(
+        [query = std::move(query)](Reader& reader) mutable -> absl::StatusOr<Value> {
+          R result = query(reader);
+          if (!result.ok()) return result.status();
+          return internal::ToResultValue(*std::move(result));
+        },
+        callback);
+  }
 }
 
 }  // namespace stagedb

@@ -1,11 +1,12 @@
 // Subscriptions: a query that stays live. Database::Subscribe runs a query function now and
 // records exactly what it read (its read set). Every commit that writes inside that read set
 // re-runs the query off the committing thread, on a snapshot at or after the commit; a burst of
-// commits coalesces into one re-run at the newest snapshot. When the result differs from the
+// commits coalesces into one re-run at the newest snapshot, and a newer result replaces one not
+// yet delivered (the first one too, see Database::Subscribe). When the result differs from the
 // last one delivered, the subscription's callbacks receive a QueryUpdate: the result (or the
 // query's error), its commit timestamp, and the documents added, removed and changed.
 //
-// Delivery guarantees (DESIGN.md guarantees 5 and 6): per subscription, updates arrive one at a
+// Delivery guarantees (README "Design", the guarantees): per subscription, updates arrive one at a
 // time, in increasing timestamp order; an unchanged result is not delivered again; after a commit
 // that changes a result, a result at or after that commit arrives. Callbacks run outside every
 // engine lock, on the notifier thread or in Database::DeliverPending (see Options::delivery); a
@@ -51,7 +52,8 @@ struct DocumentChange {
 // and those moved ones (by new position, lowest first), then replace the other `changed` at their
 // new position. For any other result (a count, a composite object) `is_document_result` is false
 // and the lists are empty: the result is the update. A kept document that only moved (its fields
-// are equal) is in `changed` too, with `moved` set.
+// are equal) is in `changed` too, with `moved` set. README "Subscriptions" has this recipe as
+// code (ApplyChanges), run by tests/readme_snippets_test.cc.
 struct ChangeSet {
   bool is_document_result = true;
   std::vector<DocumentChange> added;    // by new position
