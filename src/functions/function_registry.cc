@@ -93,13 +93,18 @@ std::optional<RowScope> ScopeOf(const Auth& auth) {
   return RowScope{.tenant = identity->tenant_id, .workspace = identity->workspace_id};
 }
 
-// Runs `body` between the argument and the return value checks.
+// Runs `body` between the argument and the return value checks, on the arguments as checked
+// (converted by the numbers rule).
 absl::StatusOr<Value> Checked(const FunctionRegistry& registry, const RegisteredFunction& function,
-                              const Value& args, absl::FunctionRef<absl::StatusOr<Value>()> body) {
-  if (absl::Status status = registry.CheckArgs(function, args); !status.ok()) return status;
-  absl::StatusOr<Value> result = body();
+                              const Value& args,
+                              absl::FunctionRef<absl::StatusOr<Value>(const Value&)> body) {
+  std::optional<Value> converted;
+  if (absl::Status status = registry.CheckArgs(function, args, &converted); !status.ok()) {
+    return status;
+  }
+  absl::StatusOr<Value> result = body(converted.has_value() ? *converted : args);
   if (!result.ok()) return result;
-  if (absl::Status status = registry.CheckReturn(function, *result); !status.ok()) return status;
+  if (absl::Status status = registry.CheckReturn(function, &*result); !status.ok()) return status;
   return result;
 }
 
@@ -172,31 +177,38 @@ absl::StatusOr<std::shared_ptr<const RegisteredFunction>> FunctionRegistry::Find
 }
 
 std::vector<Violation> FunctionRegistry::Violations(const Validator& validator,
-                                                    const Value& value) const {
+                                                    Value* value) const {
   std::vector<Violation> violations;
-  validator.Check(
-      value, "", [this](std::string_view table) { return catalog_.TableNumber(table); },
-      &violations);
+  validator.CheckAndConvert(value, "", Tables(), &violations);
   return violations;
 }
 
-absl::Status FunctionRegistry::CheckArgs(const RegisteredFunction& function,
-                                         const Value& args) const {
+absl::Status FunctionRegistry::CheckArgs(const RegisteredFunction& function, const Value& args,
+                                         std::optional<Value>* converted) const {
   if (!args.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrFormat("function \"%s\": the arguments must be an object, got %s %s",
                         function.name, AbslView(TypeName(args.type())), DebugString(args, 60)));
   }
   if (!function.args.has_value()) return absl::OkStatus();
-  const std::vector<Violation> violations = Violations(*function.args, args);
-  if (violations.empty()) return absl::OkStatus();
+  // Only arguments the exact check refuses can need converting: checking first spares every
+  // other call a copy of its arguments (which may hold a file's content).
+  std::vector<Violation> exact;
+  function.args->Check(args, "", Tables(), &exact);
+  if (exact.empty()) return absl::OkStatus();
+  Value copy = args;
+  const std::vector<Violation> violations = Violations(*function.args, &copy);
+  if (violations.empty()) {
+    if (converted != nullptr) *converted = std::move(copy);
+    return absl::OkStatus();
+  }
   return absl::InvalidArgumentError(absl::StrFormat("function \"%s\": argument \"%s\": %s",
                                                     function.name, violations[0].path,
                                                     DescribeViolations(violations)));
 }
 
 absl::Status FunctionRegistry::CheckReturn(const RegisteredFunction& function,
-                                           const Value& result) const {
+                                           Value* result) const {
   if (!function.returns.has_value()) return absl::OkStatus();
   const std::vector<Violation> violations = Violations(*function.returns, result);
   if (violations.empty()) return absl::OkStatus();
@@ -212,7 +224,8 @@ absl::StatusOr<Value> FunctionCalls::RunQuery(const FunctionRegistry& registry,
                                               const Auth& auth, const Value& args) {
   ReaderAccess::State(reader).set_row_scope(ScopeOf(auth));
   QueryContext context(reader, auth, registry);
-  return Checked(registry, function, args, [&] { return function.query(context, args); });
+  return Checked(registry, function, args,
+                 [&](const Value& checked) { return function.query(context, checked); });
 }
 
 absl::StatusOr<Value> FunctionCalls::RunMutation(const FunctionRegistry& registry,
@@ -221,14 +234,16 @@ absl::StatusOr<Value> FunctionCalls::RunMutation(const FunctionRegistry& registr
                                                  const Value& args) {
   ReaderAccess::State(transaction).set_row_scope(ScopeOf(auth));
   MutationContext context(transaction, auth, registry);
-  return Checked(registry, function, args, [&] { return function.mutation(context, args); });
+  return Checked(registry, function, args,
+                 [&](const Value& checked) { return function.mutation(context, checked); });
 }
 
 absl::StatusOr<Value> FunctionCalls::RunAction(const FunctionRegistry& registry,
                                                const RegisteredFunction& function, Database& db,
                                                const Auth& auth, const Value& args) {
   ActionContext context(db, auth);
-  return Checked(registry, function, args, [&] { return function.action(context, args); });
+  return Checked(registry, function, args,
+                 [&](const Value& checked) { return function.action(context, checked); });
 }
 
 absl::StatusOr<Value> FunctionCalls::RunNested(const FunctionRegistry& registry,

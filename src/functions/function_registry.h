@@ -46,14 +46,23 @@ class FunctionRegistry {
                                                                  std::optional<FunctionKind> kind,
                                                                  bool allow_internal) const;
 
-  // InvalidArgument naming the function, the argument and what was expected.
-  absl::Status CheckArgs(const RegisteredFunction& function, const Value& args) const;
-  // Internal naming the function and what its returns validator expected.
-  absl::Status CheckReturn(const RegisteredFunction& function, const Value& result) const;
+  // InvalidArgument naming the function, the argument and what was expected. When the
+  // arguments pass only by the numbers rule (an int64 given for a number), `converted` (if
+  // given) receives them converted, as the function is to see them.
+  absl::Status CheckArgs(const RegisteredFunction& function, const Value& args,
+                         std::optional<Value>* converted = nullptr) const;
+  // Internal naming the function and what its returns validator expected; converts `result`
+  // in place by the numbers rule.
+  absl::Status CheckReturn(const RegisteredFunction& function, Value* result) const;
 
  private:
-  // What `validator` finds wrong with `value` (id(table) checked against this database).
-  std::vector<Violation> Violations(const Validator& validator, const Value& value) const;
+  // What `validator` finds wrong with `value`, converting it by the numbers rule (id(table)
+  // checked against this database).
+  std::vector<Violation> Violations(const Validator& validator, Value* value) const;
+  // id(table) checks against this database's tables.
+  TableNumberLookup Tables() const {
+    return [this](std::string_view table) { return catalog_.TableNumber(table); };
+  }
 
   const Catalog& catalog_;
   // A std::mutex, not absl::Mutex: the scheduler's thread reads the map while the host

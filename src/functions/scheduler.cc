@@ -1,5 +1,6 @@
 #include "stagedb/scheduler.h"
 
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_format.h"
@@ -42,10 +43,11 @@ absl::StatusOr<DocumentId> Scheduler::RunAt(absl::Time time, std::string_view na
     return absl::InvalidArgumentError(absl::StrFormat(
         "function \"%s\" is a query: only mutations and actions can be scheduled", name));
   }
-  if (absl::Status s = registry_.CheckArgs(**function, args); !s.ok()) return s;
+  std::optional<Value> converted;  // the job keeps the arguments as the function will see them
+  if (absl::Status s = registry_.CheckArgs(**function, args, &converted); !s.ok()) return s;
   Object job{{"name", Value(std::string(name))},
              {"kind", Value(std::string(FunctionKindName(kind)))},
-             {"args", args},
+             {"args", converted.has_value() ? *converted : args},
              {"auth", internal::AuthToValue(auth_)},
              {"scheduledTime", Value(internal::ToUnixMillisDouble(time))},
              {"state", Value(std::string(JobStateName(JobState::kPending)))}};

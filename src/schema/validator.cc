@@ -1,6 +1,7 @@
 #include "schema/validator.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_format.h"
@@ -22,6 +23,16 @@ constexpr SimpleKind kSimpleKinds[] = {
     {"boolean", Validator::Kind::kBoolean}, {"bytes", Validator::Kind::kBytes},
     {"null", Validator::Kind::kNull},       {"any", Validator::Kind::kAny},
 };
+
+// The numbers rule's line: every integer up to 2^53 in magnitude has a float64 of its own;
+// past it, float64 neighbours are 2 or more apart, so an int64 there may not survive.
+constexpr int64_t kMaxExactFloat64Integer = int64_t{1} << 53;
+
+// The float64 that holds `v` exactly, or nullopt when it is past the rule's line.
+std::optional<double> ExactFloat64(int64_t v) {
+  if (v < -kMaxExactFloat64Integer || v > kMaxExactFloat64Integer) return std::nullopt;
+  return static_cast<double>(v);
+}
 
 std::string_view SimpleName(Validator::Kind kind) {
   for (const SimpleKind& simple : kSimpleKinds) {
@@ -250,14 +261,14 @@ std::string Validator::FieldPath::ToString() const {
   return prefix;
 }
 
-void Validator::CheckAt(const Value& value, const FieldPath& path, const TableNumberLookup& tables,
-                        std::vector<Violation>* out) const {
+void Validator::CheckAt(const Value& value, Value* writable, const FieldPath& path,
+                        const TableNumberLookup& tables, std::vector<Violation>* out) const {
   auto fail = [&](std::string message) { out->push_back({path.ToString(), std::move(message)}); };
-  auto mismatch = [&] {
+  auto mismatch = [&](std::string_view why = "") {
     fail(value.is_undefined()
              ? absl::StrFormat("required field is missing (expected %s)", Describe())
-             : absl::StrFormat("expected %s, got %s %s", Describe(), TypeName(value.type()),
-                               DebugString(value, 60)));
+             : absl::StrFormat("expected %s, got %s %s%s", Describe(), TypeName(value.type()),
+                               DebugString(value, 60), why));
   };
   switch (kind_) {
     case Kind::kAny:
@@ -266,10 +277,25 @@ void Validator::CheckAt(const Value& value, const FieldPath& path, const TableNu
     case Kind::kString:
       if (!value.is_string()) mismatch();
       return;
-    case Kind::kFloat64:
-      if (!value.is_float64()) mismatch();
+    case Kind::kFloat64: {
+      if (value.is_float64()) return;
+      if (!value.is_int64() || writable == nullptr) return mismatch();
+      const std::optional<double> exact = ExactFloat64(value.as_int64());
+      if (!exact.has_value()) {
+        return mismatch(
+            ": float64 cannot hold it exactly (only integers up to 2^53 in magnitude); pass "
+            "stagedb::Value::Float64(...) to store it rounded, or declare the field int64");
+      }
+      *writable = Value(*exact);
       return;
+    }
     case Kind::kInt64:
+      // Convex's strictness: a float64 is never narrowed, even one without a fraction.
+      if (value.is_float64()) {
+        return mismatch(
+            ": a float64 is not converted to int64; write an int64 as "
+            "stagedb::Value::Int64(...)");
+      }
       if (!value.is_int64()) mismatch();
       return;
     case Kind::kBoolean:
@@ -281,11 +307,20 @@ void Validator::CheckAt(const Value& value, const FieldPath& path, const TableNu
     case Kind::kNull:
       if (!value.is_null()) mismatch();
       return;
-    case Kind::kLiteral:
-      if (value != literal_) mismatch();
-      return;
+    case Kind::kLiteral: {
+      if (value == literal_) return;
+      // A float64 literal is a number declared too: an int64 of the same value converts.
+      if (writable != nullptr && literal_.is_float64() && value.is_int64()) {
+        const std::optional<double> exact = ExactFloat64(value.as_int64());
+        if (exact.has_value() && Value(*exact) == literal_) {  // Value: -0.0 is not 0
+          *writable = literal_;
+          return;
+        }
+      }
+      return mismatch();
+    }
     case Kind::kOptional:
-      if (!value.is_undefined()) children_[0].CheckAt(value, path, tables, out);
+      if (!value.is_undefined()) children_[0].CheckAt(value, writable, path, tables, out);
       return;
     case Kind::kId: {
       if (!value.is_string()) return mismatch();
@@ -301,11 +336,25 @@ void Validator::CheckAt(const Value& value, const FieldPath& path, const TableNu
       return;
     }
     case Kind::kUnion: {
+      // A member the value matches as it is wins (an int64 stays int64 in int64 | number); only
+      // then may a member convert, tried on a copy so that a member failing half-way through
+      // converts nothing.
       std::vector<Violation> scratch;
       for (const Validator& member : children_) {
         scratch.clear();
-        member.CheckAt(value, path, tables, &scratch);
+        member.CheckAt(value, nullptr, path, tables, &scratch);
         if (scratch.empty()) return;
+      }
+      if (writable != nullptr) {
+        for (const Validator& member : children_) {
+          scratch.clear();
+          Value converted = value;
+          member.CheckAt(converted, &converted, path, tables, &scratch);
+          if (scratch.empty()) {
+            *writable = std::move(converted);
+            return;
+          }
+        }
       }
       if (children_.size() == 1) {
         out->insert(out->end(), scratch.begin(), scratch.end());
@@ -318,27 +367,33 @@ void Validator::CheckAt(const Value& value, const FieldPath& path, const TableNu
       if (!value.is_array()) return mismatch();
       const Array& array = value.as_array();
       for (size_t i = 0; i < array.size(); ++i) {
-        children_[0].CheckAt(array[i], FieldPath{.parent = &path, .index = i, .is_element = true},
-                             tables, out);
+        children_[0].CheckAt(array[i], writable ? &writable->as_array()[i] : nullptr,
+                             FieldPath{.parent = &path, .index = i, .is_element = true}, tables,
+                             out);
       }
       return;
     }
     case Kind::kRecord: {
       if (!value.is_object()) return mismatch();
-      for (const auto& [key, field_value] : value.as_object()) {
-        const FieldPath field_path{.parent = &path, .name = key};
-        children_[0].CheckAt(Value(key), field_path, tables, out);
-        children_[1].CheckAt(field_value, field_path, tables, out);
+      const Object& object = value.as_object();
+      for (auto field = object.begin(); field != object.end(); ++field) {
+        const FieldPath field_path{.parent = &path, .name = field->first};
+        children_[0].CheckAt(Value(field->first), nullptr, field_path, tables, out);
+        Value* field_writable =
+            writable ? &(writable->as_object().begin() + (field - object.begin()))->second
+                     : nullptr;
+        children_[1].CheckAt(field->second, field_writable, field_path, tables, out);
       }
       return;
     }
     case Kind::kObject:
       if (!value.is_object()) return mismatch();
-      return CheckObject(value.as_object(), path, tables, out);
+      return CheckObject(value.as_object(), writable ? &writable->as_object() : nullptr, path,
+                         tables, out);
   }
 }
 
-void Validator::CheckObject(const Object& object, const FieldPath& path,
+void Validator::CheckObject(const Object& object, Object* writable, const FieldPath& path,
                             const TableNumberLookup& tables, std::vector<Violation>* out) const {
   // Both are in ascending name order: one merge walk pairs each declared field with its value
   // (undefined when missing) and finds the undeclared ones, without a lookup per field.
@@ -350,7 +405,7 @@ void Validator::CheckObject(const Object& object, const FieldPath& path,
     const bool only_declared =
         given == object.end() || (declared != fields_.end() && declared->first < given->first);
     if (only_declared) {
-      declared->second.CheckAt(UndefinedValue(),
+      declared->second.CheckAt(UndefinedValue(), nullptr,
                                FieldPath{.parent = &path, .name = declared->first}, tables, out);
       ++declared;
     } else if (declared == fields_.end() || given->first < declared->first) {
@@ -363,8 +418,10 @@ void Validator::CheckObject(const Object& object, const FieldPath& path,
       }
       ++given;
     } else {
-      declared->second.CheckAt(given->second, FieldPath{.parent = &path, .name = declared->first},
-                               tables, out);
+      Value* given_writable =
+          writable ? &(writable->begin() + (given - object.begin()))->second : nullptr;
+      declared->second.CheckAt(given->second, given_writable,
+                               FieldPath{.parent = &path, .name = declared->first}, tables, out);
       ++declared;
       ++given;
     }

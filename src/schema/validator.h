@@ -62,15 +62,30 @@ class Validator {
   void CollectIdTables(std::vector<std::string>* tables) const;
 
   // Appends to `out` every violation of `value` (at `path`), at most a few per field.
-  // Undefined stands for a missing field: only optional accepts it.
+  // Undefined stands for a missing field: only optional accepts it. Types must match exactly,
+  // nothing is converted: for values already stored (a schema change), and as the cheap first
+  // check of function arguments.
   void Check(const Value& value, const std::string& path, const TableNumberLookup& tables,
              std::vector<Violation>* out) const {
-    CheckAt(value, FieldPath{.name = path}, tables, out);
+    CheckAt(value, nullptr, FieldPath{.name = path}, tables, out);
   }
   // Check for a whole document (this is the table's object validator); system fields pass.
   void CheckDocument(const Object& document, const TableNumberLookup& tables,
                      std::vector<Violation>* out) const {
-    CheckObject(document, FieldPath{}, tables, out);
+    CheckObject(document, nullptr, FieldPath{}, tables, out);
+  }
+  // Check for a value about to be written or passed to a function, applying the numbers rule
+  // in place: an int64 where a float64 ("number") is declared becomes that float64 when it
+  // converts exactly (|v| <= 2^53), and is a violation saying so otherwise. A union takes a
+  // member that matches without conversion first. After a violation `value` may be partly
+  // converted: the caller discards it.
+  void CheckAndConvert(Value* value, const std::string& path, const TableNumberLookup& tables,
+                       std::vector<Violation>* out) const {
+    CheckAt(*value, value, FieldPath{.name = path}, tables, out);
+  }
+  void CheckAndConvertDocument(Object* document, const TableNumberLookup& tables,
+                               std::vector<Violation>* out) const {
+    CheckObject(*document, document, FieldPath{}, tables, out);
   }
   // "int64", "id(tasks)", "union of ...": for error messages.
   std::string Describe() const;
@@ -90,10 +105,12 @@ class Validator {
     std::string ToString() const;
   };
 
-  void CheckAt(const Value& value, const FieldPath& path, const TableNumberLookup& tables,
-               std::vector<Violation>* out) const;
-  void CheckObject(const Object& object, const FieldPath& path, const TableNumberLookup& tables,
-                   std::vector<Violation>* out) const;
+  // The one type check. `writable` is nullptr (exact types only) or `value` itself, which
+  // the numbers rule may then convert.
+  void CheckAt(const Value& value, Value* writable, const FieldPath& path,
+               const TableNumberLookup& tables, std::vector<Violation>* out) const;
+  void CheckObject(const Object& object, Object* writable, const FieldPath& path,
+                   const TableNumberLookup& tables, std::vector<Violation>* out) const;
 
   Kind kind_ = Kind::kAny;
   std::string table_;                        // kId

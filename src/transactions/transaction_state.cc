@@ -648,8 +648,10 @@ absl::Status TransactionState::WriteDocument(const TableInfo& table, const Docum
   if (next.has_value()) {
     if (absl::Status s = CheckWriteScope(table, *next); !s.ok()) return s;
     std::vector<Violation> violations;
-    table.def->document.CheckDocument(
-        *next, [this](std::string_view name) { return catalog_.TableNumber(name); }, &violations);
+    // Converts in place (the numbers rule), so what is encoded and indexed below is the
+    // converted document.
+    table.def->document.CheckAndConvertDocument(
+        &*next, [this](std::string_view name) { return catalog_.TableNumber(name); }, &violations);
     if (!violations.empty()) {
       return absl::InvalidArgumentError(absl::StrFormat("table \"%s\": field \"%s\": %s",
                                                         table.name, violations[0].path,
