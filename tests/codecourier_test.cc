@@ -668,6 +668,32 @@ TEST_CASE("sandboxes: rows deleted while paging leave no gap or duplicate in lat
   CHECK(c.Counters(project, "user_ada")["sandboxCount"] == Value(8.0));
 }
 
+TEST_CASE("numbers: paginationOpts.numItems and numeric arguments take C++ ints") {
+  Courier c;
+  c.NewUser("user_ada");
+  const std::string project = c.NewProject("user_ada", "nums");
+  for (const char* name : {"a", "b", "c"}) {
+    c.Call("codecourier/sandboxes:create", {{"projectId", project}, {"name", name}},
+           As("user_ada"));
+  }
+  // Refused before the numbers rule ("expected float64, got int64 2").
+  Value page =
+      c.Call("codecourier/sandboxes:listPaginated",
+             {{"projectId", project}, {"paginationOpts", Object{{"numItems", 2}}}}, As("user_ada"));
+  CHECK(page["page"].as_array().size() == 2);
+  CHECK(page["isDone"] == Value(false));
+  Value id = c.Internal("codecourier/usage:recordUsage", {{"projectId", project},
+                                                          {"service", "claude_code"},
+                                                          {"quantity", 3},
+                                                          {"inputTokens", 1200},
+                                                          {"date", "2026-03-01"}});
+  absl::StatusOr<std::optional<Document>> usage =
+      c.db->Query([&](Reader& r) { return r.Get(id.as_string()); });
+  REQUIRE_OK(usage);
+  REQUIRE(usage->has_value());
+  CHECK((**usage)["quantity"] == Value(3.0));
+}
+
 TEST_CASE("runs: paging while another thread inserts shows no gaps or duplicates") {
   Courier c;
   c.NewUser("user_ada");

@@ -995,6 +995,28 @@ TEST_CASE("row-level isolation: a workspace never reads or writes another's rows
               "covibe_work_events");
 }
 
+TEST_CASE("numbers: page sizes, limits and ttl_hours take C++ ints") {
+  Covibe c;
+  Team t = c.NewTeam("acme");
+  c.Start(t.auth, "Parser", Array{"src/parser.ts"});
+  c.Start(t.auth, "Billing", Array{"src/billing.ts"});
+  // Each was refused before the numbers rule ("expected float64, got int64").
+  CHECK(c.Call("covibe:listTasks", {{"num_items", 1}}, t.auth)["page"].as_array().size() == 1);
+  CHECK(c.Call("covibe:listWorkstreams", {{"limit", 1}}, t.auth).as_array().size() == 1);
+  CHECK(c.Call("covibe:listWorkEvents", {{"limit", 2}}, t.auth).as_array().size() == 2);
+  const double now = absl::ToDoubleMilliseconds(c.clock->Now() - absl::UnixEpoch());
+  Value context = c.Call(
+      "covibe:publishContext",
+      {{"title", "x"}, {"summary", ""}, {"repo", "web"}, {"branch", "main"}, {"ttl_hours", 2}},
+      t.auth);
+  CHECK(context["expires_at"].as_float64() == now + 2 * 3600 * 1000);
+  // A limit is a whole number: 1.5 is refused, not taken as 1.
+  CHECK_ERROR(c.Try("covibe:listWorkstreams", {{"limit", 1.5}}, t.auth), Code::kInvalidArgument,
+              "covibe:listWorkstreams", "limit", "1.5", "whole number");
+  CHECK_ERROR(c.Try("covibe:listTasks", {{"num_items", 501}}, t.auth), Code::kInvalidArgument,
+              "covibe:listTasks", "num_items", "501");
+}
+
 // ---- live ----
 
 TEST_CASE("live overlap warnings fire on the workspace's overlapping start, not on others") {

@@ -23,6 +23,11 @@
 // project for a non-member or a member whose role is too low, FailedPrecondition for a step the
 // lifecycle does not allow (ending an ended sandbox, completing a finished run). Admin callers
 // (CallInternal, trusted host code) pass every membership check.
+//
+// Numeric arguments, as in all four apps: page sizes (`paginationOpts.numItems`) and every other
+// number (`order`, `prNumber`, `quantity`, `unitCost`, token counts; times are ms since the
+// epoch) are "number" (float64, as in Convex), so a C++ int and a double both work (the numbers
+// rule converts an int64 up to 2^53 in magnitude). CodeCourier has no int64 argument.
 #ifndef STAGEDB_APPS_CODECOURIER_H_
 #define STAGEDB_APPS_CODECOURIER_H_
 

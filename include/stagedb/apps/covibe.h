@@ -18,6 +18,11 @@
 // those fields is row-scoped by the engine. Entry points that must find a row by a secret
 // before anyone is known (token verification, the device flow, the public share read, the
 // sign-up) are internal functions the host calls with CallInternal.
+//
+// Numeric arguments, as in all four apps: page sizes and limits (`num_items`, `limit`) and every
+// other number (`ttl_hours`, `duration_ms`; times are ms since the epoch) are "number"
+// (float64, as in Convex), so a C++ int and a double both work (the numbers rule converts an
+// int64 up to 2^53 in magnitude). Covibe has no int64 argument.
 #ifndef STAGEDB_APPS_COVIBE_H_
 #define STAGEDB_APPS_COVIBE_H_
 

@@ -205,13 +205,11 @@ IndexRange LiveOf(const DocumentId& project) {
 
 Result ListProjectPage(Reader& db, std::string_view table, const DocumentId& project,
                        const Value& pagination_opts) {
-  const double num_items = pagination_opts["numItems"].as_float64();
-  if (!(num_items >= 1 && num_items <= 1000) || num_items != static_cast<int64_t>(num_items)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "table \"%s\": paginationOpts.numItems %g must be a whole number from 1 to 1000", table,
-        num_items));
-  }
-  PaginationOptions options{.num_items = static_cast<size_t>(num_items)};
+  absl::StatusOr<size_t> num_items =
+      apps::PageSizeArg(pagination_opts["numItems"], absl::StrFormat("table \"%s\"", table),
+                        "paginationOpts.numItems", 1000);
+  if (!num_items.ok()) return num_items.status();
+  PaginationOptions options{.num_items = *num_items};
   if (pagination_opts["cursor"].is_string()) options.cursor = pagination_opts["cursor"].as_string();
   if (pagination_opts["endCursor"].is_string()) {
     options.end_cursor = pagination_opts["endCursor"].as_string();

@@ -3,6 +3,7 @@
 #ifndef STAGEDB_SRC_APPS_COMMON_FUNCTIONS_H_
 #define STAGEDB_SRC_APPS_COMMON_FUNCTIONS_H_
 
+#include <cmath>
 #include <iterator>
 #include <string_view>
 #include <utility>
@@ -10,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "stagedb/database.h"
@@ -30,6 +32,21 @@ inline Value Compact(Object fields) {
     it = it->second.is_undefined() ? fields.erase(it) : std::next(it);
   }
   return Value(std::move(fields));
+}
+
+// A page size or listing limit, declared "number" in every app (so 2 and 2.0 both arrive as
+// 2.0 by the numbers rule): a whole number from 1 to `max`, `fallback` when absent.
+// InvalidArgument naming `where` (`table "cc_runs"`, `function "covibe:listTasks"`), the
+// argument and the value.
+inline absl::StatusOr<size_t> PageSizeArg(const Value& value, std::string_view where,
+                                          std::string_view name, size_t max, size_t fallback = 0) {
+  if (value.is_undefined()) return fallback;
+  const double n = value.as_float64();
+  if (n >= 1 && n <= static_cast<double>(max) && n == std::floor(n)) {
+    return static_cast<size_t>(n);
+  }
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "%s: argument \"%s\": %g is not a whole number from 1 to %d", where, name, n, max));
 }
 
 // Documents as a function's result: an array of objects.

@@ -825,12 +825,9 @@ void RegisterWorkstreams(Registrar& r) {
 }
 
 // The optional `limit` argument of a listing: 1 to 1000, `fallback` when absent.
-absl::StatusOr<size_t> LimitArg(std::string_view fn, const Value& args, double fallback = 100) {
-  const double limit = args["limit"].is_float64() ? args["limit"].as_float64() : fallback;
-  if (!(limit >= 1) || limit > 1000) {
-    return BadArg(fn, "limit", absl::StrFormat("%g is not between 1 and 1000", limit));
-  }
-  return static_cast<size_t>(limit);
+absl::StatusOr<size_t> LimitArg(std::string_view fn, const Value& args, size_t fallback = 100) {
+  return apps::PageSizeArg(args["limit"], absl::StrFormat("function \"%s\"", fn), "limit", 1000,
+                           fallback);
 }
 
 Value PageValue(const PaginationResult& page) {
@@ -855,18 +852,16 @@ void RegisterWorkQueries(Registrar& r) {
                    "end_cursor": {"type": "optional", "of": "string"}})",
                                        kStatusLiterals)},
               [](QueryContext& ctx, const Value& args, const Caller& caller) -> Result {
-                const double n = args["num_items"].as_float64();
-                if (!(n >= 1) || n > 500) {
-                  return BadArg("covibe:listTasks", "num_items",
-                                absl::StrFormat("%g is not between 1 and 500", n));
-                }
+                absl::StatusOr<size_t> n = apps::PageSizeArg(
+                    args["num_items"], "function \"covibe:listTasks\"", "num_items", 500);
+                if (!n.ok()) return n.status();
                 IndexRange range = Eq("workspace_id", Value(caller.workspace_id));
                 std::string index = "by_workspace";
                 if (args["status"].is_string()) {
                   range.Eq("status", args["status"]);
                   index = "by_workspace_status";
                 }
-                PaginationOptions options{.num_items = static_cast<size_t>(n)};
+                PaginationOptions options{.num_items = *n};
                 if (args["cursor"].is_string()) options.cursor = args["cursor"].as_string();
                 if (args["end_cursor"].is_string())
                   options.end_cursor = args["end_cursor"].as_string();
