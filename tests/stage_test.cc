@@ -328,6 +328,73 @@ TEST_CASE("google scopes per session, copied into the channels a deploy updates"
         Value(Array{"email"}));
 }
 
+TEST_CASE("a version records the OAuth scopes it is served with; a rollback restores them") {
+  Studio s;
+  const std::string session = s.NewSession();
+  auto set_scopes = [&](Array scopes) {
+    s.Call("stage:setGoogleScopes", {{"sessionId", session}, {"scopes", std::move(scopes)}});
+  };
+  auto channel = [&](const char* name) {
+    return s.Call("stage:getResolvedAppChannel", {{"appSid", s.last_app}, {"channel", name}});
+  };
+  auto deploy_and_promote = [&] {
+    s.Call("stage:deploy", {{"appSid", s.last_app},
+                            {"sessionId", session},
+                            {"files", Array{}},
+                            {"entry", "/app/App.tsx"},
+                            {"updatedByEmail", kEmail}});
+    return s.Call("stage:promote", {{"appSid", s.last_app}, {"updatedByEmail", kEmail}});
+  };
+  set_scopes({"email"});
+  const Value app = s.Call("stage:publishApp",
+                           {{"name", "A"}, {"sessionId", session}, {"updatedByEmail", kEmail}});
+  s.last_app = app["appSid"].as_string();
+  const Value published = app["versionSid"];
+  set_scopes({"openid"});
+  const Value p1 = deploy_and_promote()["versionSid"];
+  set_scopes({"openid", "profile"});
+  const Value p2 = deploy_and_promote()["versionSid"];
+  Value production = channel("production");
+  CHECK(production["oauthScopes"] == Value(Array{"openid", "profile"}));
+  CHECK(production["version"]["oauthScopes"] == Value(Array{"openid", "profile"}));
+  CHECK(channel("preview")["version"]["oauthScopes"] == Value(Array{"openid", "profile"}));
+
+  // Rolling back leaves production with the scopes it served the version with, not p2's.
+  CHECK(s.Call("stage:rollback",
+               {{"appSid", s.last_app}, {"updatedByEmail", kEmail}})["versionSid"] == p1);
+  production = channel("production");
+  CHECK(production["oauthScopes"] == Value(Array{"openid"}));
+  CHECK(production["version"]["oauthScopes"] == Value(Array{"openid"}));
+  CHECK(s.Call("stage:rollback",
+               {{"appSid", s.last_app}, {"updatedByEmail", kEmail}})["versionSid"] == published);
+  CHECK(channel("production")["oauthScopes"] == Value(Array{"email"}));
+
+  // By hand: a channel pointed at a version takes its scopes unless the call gives some.
+  s.Call("stage:upsertAppChannel", {{"appSid", s.last_app},
+                                    {"channel", "production"},
+                                    {"appVersionSid", p2},
+                                    {"updatedByEmail", kEmail}});
+  CHECK(channel("production")["oauthScopes"] == Value(Array{"openid", "profile"}));
+  s.Call("stage:upsertAppChannel", {{"appSid", s.last_app},
+                                    {"channel", "production"},
+                                    {"appVersionSid", p1},
+                                    {"oauthScopes", Array{"drive"}},
+                                    {"updatedByEmail", kEmail}});
+  CHECK(channel("production")["oauthScopes"] == Value(Array{"drive"}));
+}
+
+TEST_CASE("numbers: C++ ints work wherever Stage declares a number") {
+  Studio s;
+  const std::string session = s.NewSession();
+  s.Call("stage:triggerRender", {{"sessionId", session}, {"entry", "/app/App.tsx"}});
+  // Refused before the numbers rule ("expected float64, got int64 1").
+  s.Call("stage:recordRenderResult", {{"sessionId", session}, {"version", 1}, {"error", nullptr}});
+  Value render = s.Call("stage:getSessionStatus", {{"sessionId", session}})["render"];
+  CHECK(render["renderedAt"].is_float64());
+  CHECK(render["version"] == Value(1.0));
+  // storeDriveRecording's sizeBytes and recordedAt take ints too: see the last test.
+}
+
 TEST_CASE("the version-channel workflow: deploy, promote, rollback") {
   Studio s;
   const std::string session = s.NewSession();
@@ -814,9 +881,11 @@ TEST_CASE("without a transcriber the transcription job fails with a clear error"
                                                       {"fileId", "f"},
                                                       {"filename", "clip.mp4"},
                                                       {"contentType", "video/mp4"},
-                                                      {"sizeBytes", 3.0},
+                                                      {"sizeBytes", 3},  // ints, as numbers
                                                       {"storageId", Value(*storage)},
-                                                      {"recordedAt", 1.0}});
+                                                      {"recordedAt", 1}});
+  CHECK(s.Call("stage:getDriveRecording", {{"recordingId", stored["recordingId"]}})["sizeBytes"] ==
+        Value(3.0));
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   Value view;
   do {

@@ -10,8 +10,12 @@
 //   (*db)->Call("stage:writeFile", stagedb::Object{{"sessionId", ...}, {"path", "/app/App.tsx"},
 //                                                  {"content", "..."}});
 //
-// The functions and their arguments are listed in README "The Stage application". Numbers are
-// float64 as in Convex: pass `1.0`, not `1` (a C++ int is an int64 and is refused).
+// The functions and their arguments are listed in README "The Stage application". Numeric
+// arguments, as in all four apps: every number Stage takes (`version`, `sizeBytes`,
+// `recordedAt`, `lastPushedAt`; times are ms since the epoch) is "number" (float64, as in
+// Convex), so a C++ int and a double both work (`{"version", 2}` is `{"version", 2.0}`: the
+// numbers rule converts an int64 up to 2^53 in magnitude); results hold float64. Stage has no
+// int64 argument.
 //
 // Every function is one transaction (queries one snapshot); a mutation that fails writes
 // nothing. Errors are InvalidArgument for bad input (naming the argument and the value),

@@ -251,6 +251,7 @@ struct NewVersion {
   Value branch = Value(Undefined{});
   Value commit_sha = Value(Undefined{});
   Value email = Value(Undefined{});
+  Value oauth_scopes = Value(Undefined{});  // the scopes it is served with (rollback restores them)
 };
 
 absl::StatusOr<std::string> CreateVersion(Transaction& tx, const NewVersion& v) {
@@ -269,6 +270,7 @@ absl::StatusOr<std::string> CreateVersion(Transaction& tx, const NewVersion& v) 
                                        {"fromVersionSid", v.from_version},
                                        {"branch", v.branch},
                                        {"commitSha", v.commit_sha},
+                                       {"oauthScopes", v.oauth_scopes},
                                        {"createdByEmail", v.email},
                                        {"createdAt", NowMs()}});
   if (!id.ok()) return id.status();
@@ -294,12 +296,19 @@ struct ChannelUpdate {
 // How many earlier versions a channel remembers for rollback.
 constexpr size_t kChannelHistory = 50;
 
+// The OAuth scopes a channel holds after an update giving `given`: those, or when undefined the
+// channel's own (`channel`: its record, if it has one).
+Value ScopesAfter(const Value& given, const std::optional<Document>& channel) {
+  if (!given.is_undefined() || !channel.has_value()) return given;
+  return (*channel)["oauthScopes"];
+}
+
 absl::StatusOr<DocumentId> UpsertChannelIn(Transaction& tx, const ChannelUpdate& u) {
   if (absl::Status s = CheckChannel(u.channel); !s.ok()) return s;
   absl::StatusOr<std::optional<Document>> existing = FindChannel(tx, u.app_sid, u.channel);
   if (!existing.ok()) return existing.status();
   Array history;
-  Value scopes = u.oauth_scopes;
+  const Value scopes = ScopesAfter(u.oauth_scopes, *existing);
   if (existing->has_value()) {
     const Document& before = **existing;
     if (before["previousVersionSids"].is_array())
@@ -308,7 +317,6 @@ absl::StatusOr<DocumentId> UpsertChannelIn(Transaction& tx, const ChannelUpdate&
       history.push_back(before["appVersionSid"]);
     }
     if (history.size() > kChannelHistory) history.erase(history.begin());
-    if (scopes.is_undefined()) scopes = before["oauthScopes"];
   }
   if (u.history.has_value()) history = *u.history;
   Object fields{{"appSid", u.app_sid},
@@ -326,6 +334,28 @@ absl::StatusOr<DocumentId> UpsertChannelIn(Transaction& tx, const ChannelUpdate&
     return (*existing)->id();
   }
   return tx.Insert("stage_app_channels", std::move(fields));
+}
+
+// Creates version `v` and points `channel` at it with the version's session and git tracking
+// and `oauth_scopes` (undefined: the channel keeps its own). The version records the scopes the
+// channel serves it with, which a rollback to it restores.
+absl::StatusOr<std::string> ServeNewVersion(Transaction& tx, NewVersion v, std::string_view channel,
+                                            const Value& oauth_scopes) {
+  absl::StatusOr<std::optional<Document>> record = FindChannel(tx, v.app_sid, channel);
+  if (!record.ok()) return record.status();
+  v.oauth_scopes = ScopesAfter(oauth_scopes, *record);
+  absl::StatusOr<std::string> sid = CreateVersion(tx, v);
+  if (!sid.ok()) return sid.status();
+  absl::StatusOr<DocumentId> updated = UpsertChannelIn(tx, {.app_sid = v.app_sid,
+                                                            .channel = std::string(channel),
+                                                            .version_sid = *sid,
+                                                            .session = v.session,
+                                                            .branch = v.branch,
+                                                            .commit_sha = v.commit_sha,
+                                                            .oauth_scopes = v.oauth_scopes,
+                                                            .email = v.email.as_string()});
+  if (!updated.ok()) return updated.status();
+  return sid;
 }
 
 // The channel with its version's details, as stage:getResolvedAppChannel returns it; null when
@@ -632,22 +662,15 @@ void RegisterApps(Registrar& r) {
                                            {"updatedAt", now},
                                            {"lastDeployedAt", now}});
         if (!app.ok()) return app.status();
-        absl::StatusOr<std::string> version =
-            CreateVersion(ctx.db(), {.app_sid = sid,
-                                     .source = "publish",
-                                     .session = *session,
-                                     .email = args["updatedByEmail"]});
-        if (!version.ok()) return version.status();
         absl::StatusOr<Value> scopes = GoogleScopesOf(ctx.db(), *session);
         if (!scopes.ok()) return scopes.status();
-        absl::StatusOr<DocumentId> channel =
-            UpsertChannelIn(ctx.db(), {.app_sid = sid,
-                                       .channel = "production",
-                                       .version_sid = *version,
-                                       .session = *session,
-                                       .oauth_scopes = *scopes,
-                                       .email = args["updatedByEmail"].as_string()});
-        if (!channel.ok()) return channel.status();
+        absl::StatusOr<std::string> version = ServeNewVersion(ctx.db(),
+                                                              {.app_sid = sid,
+                                                               .source = "publish",
+                                                               .session = *session,
+                                                               .email = args["updatedByEmail"]},
+                                                              "production", *scopes);
+        if (!version.ok()) return version.status();
         return Value(Object{{"appSid", sid}, {"versionSid", *version}});
       });
   r.Query({.name = "stage:getApp", .args = R"({"sid": "string"})"},
@@ -887,8 +910,8 @@ void RegisterChannels(Registrar& r) {
                absl::StatusOr<Document> version =
                    FindVersion(ctx.db(), app_sid, args["appVersionSid"].as_string());
                if (!version.ok()) return version.status();
-               // The session binding defaults to the version's session; git tracking to the
-               // version's.
+               // The session binding defaults to the version's session; git tracking and OAuth
+               // scopes to the version's (scopes: else the channel's own).
                absl::StatusOr<DocumentId> session = args["sessionId"].is_string()
                                                         ? SessionArg(ctx.db(), args)
                                                         : IdArg(version->ToValue(), "sessionId");
@@ -903,7 +926,7 @@ void RegisterChannels(Registrar& r) {
                                               .session = *session,
                                               .branch = pick("branch"),
                                               .commit_sha = pick("commitSha"),
-                                              .oauth_scopes = Optional(args, "oauthScopes"),
+                                              .oauth_scopes = pick("oauthScopes"),
                                               .email = args["updatedByEmail"].as_string()});
                if (!channel.ok()) return channel.status();
                return Value(*channel);
@@ -944,30 +967,22 @@ void RegisterWorkflow(Registrar& r) {
         absl::StatusOr<double> render =
             TriggerRenderIn(ctx.db(), *session, args["entry"].as_string());
         if (!render.ok()) return render.status();
-        // 3. A version of the app.
-        absl::StatusOr<std::string> version = CreateVersion(
-            ctx.db(), {.app_sid = app_sid,
-                       .source = args["source"].is_string() ? args["source"].as_string()
-                                                            : std::string("studio_deploy"),
-                       .session = *session,
-                       .render_version = Value(*render),
-                       .branch = Optional(args, "branch"),
-                       .commit_sha = Optional(args, "commitSha"),
-                       .email = args["updatedByEmail"]});
-        if (!version.ok()) return version.status();
-        // 4. The preview channel follows, with the session's OAuth scopes.
+        // 3. A version of the app, which the preview channel follows with the session's OAuth
+        // scopes.
         absl::StatusOr<Value> scopes = GoogleScopesOf(ctx.db(), *session);
         if (!scopes.ok()) return scopes.status();
-        absl::StatusOr<DocumentId> channel =
-            UpsertChannelIn(ctx.db(), {.app_sid = app_sid,
-                                       .channel = "preview",
-                                       .version_sid = *version,
-                                       .session = *session,
-                                       .branch = Optional(args, "branch"),
-                                       .commit_sha = Optional(args, "commitSha"),
-                                       .oauth_scopes = *scopes,
-                                       .email = args["updatedByEmail"].as_string()});
-        if (!channel.ok()) return channel.status();
+        absl::StatusOr<std::string> version =
+            ServeNewVersion(ctx.db(),
+                            {.app_sid = app_sid,
+                             .source = args["source"].is_string() ? args["source"].as_string()
+                                                                  : std::string("studio_deploy"),
+                             .session = *session,
+                             .render_version = Value(*render),
+                             .branch = Optional(args, "branch"),
+                             .commit_sha = Optional(args, "commitSha"),
+                             .email = args["updatedByEmail"]},
+                            "preview", *scopes);
+        if (!version.ok()) return version.status();
         const double now = NowMs();
         absl::Status s = ctx.db().Patch(app->id(), {{"lastDeployedAt", now}, {"updatedAt", now}});
         if (!s.ok()) return s;
@@ -1015,25 +1030,17 @@ void RegisterWorkflow(Registrar& r) {
         if (!frozen.ok()) return frozen.status();
         // The promotion serves exactly the files the preview version froze.
         absl::StatusOr<std::string> version =
-            CreateVersion(ctx.db(), {.app_sid = app_sid,
-                                     .source = "promotion",
-                                     .session = *session,
-                                     .snapshot = *frozen,
-                                     .from_version = from["appVersionSid"],
-                                     .branch = from["branch"],
-                                     .commit_sha = from["commitSha"],
-                                     .email = args["updatedByEmail"]});
+            ServeNewVersion(ctx.db(),
+                            {.app_sid = app_sid,
+                             .source = "promotion",
+                             .session = *session,
+                             .snapshot = *frozen,
+                             .from_version = from["appVersionSid"],
+                             .branch = from["branch"],
+                             .commit_sha = from["commitSha"],
+                             .email = args["updatedByEmail"]},
+                            "production", from["oauthScopes"]);
         if (!version.ok()) return version.status();
-        absl::StatusOr<DocumentId> channel =
-            UpsertChannelIn(ctx.db(), {.app_sid = app_sid,
-                                       .channel = "production",
-                                       .version_sid = *version,
-                                       .session = *session,
-                                       .branch = from["branch"],
-                                       .commit_sha = from["commitSha"],
-                                       .oauth_scopes = from["oauthScopes"],
-                                       .email = args["updatedByEmail"].as_string()});
-        if (!channel.ok()) return channel.status();
         if (absl::Status s = ctx.db().Patch(app->id(), {{"updatedAt", NowMs()}}); !s.ok()) return s;
         return Value(Object{{"versionSid", *version}, {"fromVersionSid", from["appVersionSid"]}});
       });
@@ -1081,7 +1088,9 @@ void RegisterWorkflow(Registrar& r) {
         if (!target.ok()) return target.status();
         absl::StatusOr<DocumentId> session = IdArg(target->ToValue(), "sessionId");
         if (!session.ok()) return session.status();
-        // What production served after the target is rolled away from, not kept for later.
+        // What production served after the target is rolled away from, not kept for later. The
+        // target's OAuth scopes come back with it (a version made before versions recorded
+        // them leaves the channel's).
         absl::StatusOr<DocumentId> updated =
             UpsertChannelIn(ctx.db(), {.app_sid = app_sid,
                                        .channel = "production",
@@ -1089,6 +1098,7 @@ void RegisterWorkflow(Registrar& r) {
                                        .session = *session,
                                        .branch = (*target)["branch"],
                                        .commit_sha = (*target)["commitSha"],
+                                       .oauth_scopes = (*target)["oauthScopes"],
                                        .email = args["updatedByEmail"].as_string(),
                                        .history = Array(history.begin(), target_it)});
         if (!updated.ok()) return updated.status();
