@@ -863,6 +863,58 @@ TEST_CASE("webhooks: matching events are delivered, signed with the secret") {
   }
 }
 
+TEST_CASE("deleting a webhook is soft: the row stays; listings, events and deliveries skip it") {
+  Collab c;
+  const Auth admin = Auth::Admin();
+  Value hook = c.Call("collab:registerWebhook",
+                      {{"url", "https://example.com/all"}, {"events", Array{"*"}}}, admin);
+  c.Call("collab:deleteWebhook", {{"webhookId", hook["webhookId"]}}, admin);
+  CHECK(c.Call("collab:listWebhooks", {}, admin).as_array().empty());
+  CHECK_ERROR(c.Try("collab:deleteWebhook", {{"webhookId", hook["webhookId"]}}, admin),
+              Code::kNotFound, "collab_webhooks");
+  // No event schedules a delivery to it, and a delivery scheduled before the deletion finds no
+  // endpoint to send to (the delivery action reads its endpoints through this query).
+  const size_t jobs = c.DeliveryJobs().size();
+  NewSession(c);
+  CHECK(c.DeliveryJobs().size() == jobs);
+  CHECK(MustSucceed(c.db->CallInternal("collab:webhookEndpoints",
+                                       Value(Object{{"webhookIds", Array{hook["webhookId"]}}})),
+                    "collab:webhookEndpoints") == Value(Array{}));
+  // Kept, marked with its deletion time: the seed hard-deletes nothing.
+  absl::StatusOr<std::vector<Document>> kept =
+      c.db->Query([](Reader& r) { return r.Table("collab_webhooks").IncludeDeleted().Collect(); });
+  REQUIRE_OK(kept);
+  REQUIRE(kept->size() == 1);
+  CHECK((*kept)[0]["url"] == Value("https://example.com/all"));
+  CHECK((*kept)[0]["deletedAt"].is_float64());
+}
+
+TEST_CASE("numbers: page sizes take 2 and 2.0; int64 arguments say how to write one") {
+  Collab c;
+  Session s = NewSession(c);
+  for (int i = 0; i < 3; ++i) c.Call("collab:sendMessage", s.As(s.a, {{"content", "m"}}));
+  // Before: `limit` was int64 (2.0 refused) and numItems float64 (2 refused).
+  for (const Value& two : {Value(2), Value(2.0)}) {
+    INFO(DebugString(two));
+    CHECK(c.Call("collab:listMessages", s.As(s.b, {{"limit", two}})).as_array().size() == 2);
+    CHECK(c.Call("collab:listActivity",
+                 s.As(s.a, {{"paginationOpts", Object{{"numItems", two}}}}))["page"]
+              .as_array()
+              .size() == 2);
+    CHECK(
+        c.Call("collab:listPublicSessions", {{"paginationOpts", Object{{"numItems", two}}}})["page"]
+            .is_array());
+  }
+  CHECK_ERROR(c.Try("collab:listMessages", s.As(s.b, {{"limit", 2.5}})), Code::kInvalidArgument,
+              "collab_messages", "limit", "2.5", "whole number");
+  // Ratings are int64 as in the seed: a C++ int works, a double is refused saying what to write.
+  CHECK_ERROR(
+      c.Try("collab:rateAgent", s.As(s.a, {{"ratedAgentId", "agent-beta"}, {"rating", 5.0}})),
+      Code::kInvalidArgument, "argument \"rating\"", "expected int64",
+      "stagedb::Value::Int64(...)");
+  c.Call("collab:rateAgent", s.As(s.a, {{"ratedAgentId", "agent-beta"}, {"rating", 5}}));
+}
+
 TEST_CASE("webhooks: a sender error fails the delivery job, naming the endpoint") {
   Collab c;
   {

@@ -24,6 +24,12 @@
 // compute pool), Aborted ("conflict") for a stale note version, and AlreadyExists for a second
 // rating of the same agent in the same session. Errors reachable with an invite code alone
 // name the table and field, never the session or its agents.
+//
+// Numeric arguments, as in all four apps: page sizes and limits (`paginationOpts.numItems`,
+// `limit`) are "number", so `2` and `2.0` both work; an argument that carries a stored value has
+// that field's type. Here the seed's integer columns are int64 (`afterSeq`, `expectedVersion`,
+// `rating`, `credits`, `cost`): pass a C++ int or stagedb::Value::Int64, not a double. Times are
+// float64 ms since the epoch.
 #ifndef STAGEDB_APPS_COLLAB_H_
 #define STAGEDB_APPS_COLLAB_H_
 

@@ -52,8 +52,8 @@ constexpr std::pair<std::string_view, std::string_view> kTransitions[] = {
 // collab_presence.lastSeenAt (120 s) has the engine's sweep remove them.
 constexpr double kPresenceTtlMs = 120'000;
 // Page sizes: listMessages' default and largest limit, and the jobs getComputePool shows.
-constexpr int64_t kDefaultMessageLimit = 200;
-constexpr int64_t kMaxPageItems = 1000;
+constexpr size_t kDefaultMessageLimit = 200;
+constexpr size_t kMaxPageItems = 1000;
 constexpr size_t kPoolJobsShown = 50;
 
 enum class Role { kAgentA, kAgentB, kObserver };
@@ -408,26 +408,16 @@ absl::StatusOr<std::vector<Document>> SessionRows(Reader& db, std::string_view t
 #define COLLAB_PAGINATION_ARGS \
   R"("paginationOpts": {"type": "object", "fields": {"numItems": "number", "cursor": {"type": "optional", "of": {"type": "union", "of": ["string", "null"]}}}})"
 
-// A whole-number argument from 1 to kMaxPageItems (a page size), named `field` of `table`.
-absl::Status RequirePageSize(std::string_view table, std::string_view field, double n) {
-  if (n >= 1 && n <= static_cast<double>(kMaxPageItems) && n == static_cast<int64_t>(n)) {
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(
-      absl::StrFormat("table \"%s\" field \"%s\": %g must be a whole number from 1 to %d", table,
-                      field, n, kMaxPageItems));
-}
-
 // One page of `query` per args.paginationOpts, as {page, continueCursor, isDone} with each
 // document shown by `view`.
 Result Page(std::string_view table, Query query, const Value& args,
             const std::function<Value(const Document&)>& view) {
   const Value& opts = args["paginationOpts"];
-  const double num_items = opts["numItems"].as_float64();
-  if (absl::Status s = RequirePageSize(table, "paginationOpts.numItems", num_items); !s.ok()) {
-    return s;
-  }
-  PaginationOptions options{.num_items = static_cast<size_t>(num_items)};
+  absl::StatusOr<size_t> num_items =
+      apps::PageSizeArg(opts["numItems"], absl::StrFormat("table \"%s\"", table),
+                        "paginationOpts.numItems", kMaxPageItems);
+  if (!num_items.ok()) return num_items.status();
+  PaginationOptions options{.num_items = *num_items};
   if (opts["cursor"].is_string()) options.cursor = opts["cursor"].as_string();
   absl::StatusOr<PaginationResult> page = query.Paginate(options);
   if (!page.ok()) return page.status();
@@ -732,20 +722,16 @@ void RegisterMessages(Registrar& r) {
   // afterSeq, only the messages after it (the next call passes the last seq it got).
   r.Query({.name = "collab:listMessages",
            .args = R"({)" COLLAB_SESSION_ARGS R"(, "afterSeq": {"type": "optional", "of": "int64"},
-                   "limit": {"type": "optional", "of": "int64"}})"},
+                   "limit": {"type": "optional", "of": "number"}})"},
           SessionQuery([](Reader& db, const Member& m, const Value& args) -> Result {
-            const int64_t limit =
-                args["limit"].is_int64() ? args["limit"].as_int64() : kDefaultMessageLimit;
-            if (absl::Status s =
-                    RequirePageSize("collab_messages", "limit", static_cast<double>(limit));
-                !s.ok()) {
-              return s;
-            }
+            absl::StatusOr<size_t> limit =
+                apps::PageSizeArg(args["limit"], "table \"collab_messages\"", "limit",
+                                  kMaxPageItems, kDefaultMessageLimit);
+            if (!limit.ok()) return limit.status();
             IndexRange range = Eq("sessionId", Value(m.session.id()));
             if (args["afterSeq"].is_int64()) range.Gt("seq", args["afterSeq"]);
-            absl::StatusOr<std::vector<Document>> rows = db.Table("collab_messages")
-                                                             .WithIndex("by_session_seq", range)
-                                                             .Take(static_cast<size_t>(limit));
+            absl::StatusOr<std::vector<Document>> rows =
+                db.Table("collab_messages").WithIndex("by_session_seq", range).Take(*limit);
             if (!rows.ok()) return rows.status();
             return DocumentsValue(*rows);
           }));
@@ -1173,6 +1159,8 @@ void RegisterWebhooks(Registrar& r) {
                return Value(Object{{"webhookId", *id}, {"secret", *secret}});
              });
 
+  // Soft delete (schema soft_delete), as the seed hard-deletes nothing: the row stays with its
+  // deletedAt; listings, event matching and deliveries already scheduled no longer see it.
   r.Mutation({.name = "collab:deleteWebhook",
               .args = R"({"webhookId": {"type": "id", "table": "collab_webhooks"}})",
               .returns = R"("null")"},
