@@ -25,8 +25,11 @@ namespace {
 
 using namespace stagedb;
 using stagedb::testing::CountRuns;
+using stagedb::testing::kHangGuard;
 using stagedb::testing::MustSucceed;
 using stagedb::testing::OpenOrFail;
+using stagedb::testing::PollUntil;
+using stagedb::testing::Progress;
 using stagedb::testing::TempDir;
 using stagedb::testing::UpdateCounter;
 using Code = absl::StatusCode;
@@ -105,7 +108,7 @@ struct Courier {
                 {{"projectId", project}, {"startDate", "2000-01-01"}, {"endDate", "2000-01-01"}},
                 As(who))["counters"];
   }
-  void Settle() { REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30))); }
+  void Settle() { REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), kHangGuard)); }
   // Registers the public query "test:counted:<function>" that counts its runs and returns
   // `function`'s result: subscribed to, it shows every re-run, also those whose result did not
   // change (which the engine never delivers), so an over-broad read set shows.
@@ -728,26 +731,28 @@ TEST_CASE("runs: paging while another thread inserts shows no gaps or duplicates
   // The writer starts after the first later page and the pager waits for some of its runs
   // after each page, so the inserts land between pages.
   std::vector<std::string> added;
-  std::atomic<int> pages_read{0}, inserted{0};
+  Progress pages_read, inserted;
   std::thread writer([&] {
-    while (pages_read == 0) std::this_thread::yield();
+    if (!pages_read.WaitAtLeast(1)) return;  // the pager's REQUIRE below reports it
     for (int i = 0; i < 20; ++i) {
       added.push_back(new_run("user_bob"));
-      ++inserted;
+      inserted.Add();
     }
   });
   std::vector<std::string> rest;
   Value cursor = first["continueCursor"];
+  bool writer_kept_pace = true;
   for (bool done = false; !done;) {
     Value page = c.Call("codecourier/runs:listPaginated", Page(project, 7, cursor), As("user_ada"));
     for (const std::string& id : Ids(page["page"])) rest.push_back(id);
     done = page["isDone"] == Value(true);
     cursor = page["continueCursor"];
-    const int wanted = std::min(20, 6 * ++pages_read);
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
-    while (inserted < wanted && absl::Now() < deadline) absl::SleepFor(absl::Microseconds(200));
+    pages_read.Add();
+    writer_kept_pace =
+        writer_kept_pace && inserted.WaitAtLeast(std::min<int64_t>(20, 6 * pages_read.value()));
   }
   writer.join();
+  REQUIRE(writer_kept_pace);
   c.Settle();
 
   // Later pages: exactly the runs older than the first page, in order, untouched by the writer.
@@ -1135,16 +1140,16 @@ TEST_CASE("counters equal the real counts after mixed and concurrent operations"
   CHECK((*real)["memberCount"] == Value(2.0));  // ada and carol
 }
 
-// Waits (30 s at most) for the sandbox's learning extraction job to end; returns the sandbox.
+// Waits for the sandbox's learning extraction job to end (the scheduler's thread runs it);
+// returns the sandbox.
 Value WaitForExtraction(Courier& c, const std::string& sandbox) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  for (;;) {
-    Value view = c.Call("codecourier/sandboxes:get", {{"sandboxId", sandbox}}, As("user_ada"));
+  Value view;
+  REQUIRE(PollUntil([&] {
+    view = c.Call("codecourier/sandboxes:get", {{"sandboxId", sandbox}}, As("user_ada"));
     const Value& state = view["learningExtraction"]["state"];
-    if (state == Value("success") || state == Value("failed")) return view;
-    REQUIRE(absl::Now() < deadline);
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+    return state == Value("success") || state == Value("failed");
+  }));
+  return view;
 }
 
 TEST_CASE("ending a session schedules learning extraction; learnings are saved and compiled") {

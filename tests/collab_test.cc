@@ -26,8 +26,10 @@ namespace {
 
 using namespace stagedb;
 using stagedb::testing::CountRuns;
+using stagedb::testing::kHangGuard;
 using stagedb::testing::MustSucceed;
 using stagedb::testing::OpenOrFail;
+using stagedb::testing::PollUntil;
 using stagedb::testing::TempDir;
 using Code = absl::StatusCode;
 
@@ -90,7 +92,7 @@ struct Collab {
     return *std::move(jobs);
   }
   // Waits until every subscription has seen every commit so far.
-  void Settle() { REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30))); }
+  void Settle() { REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), kHangGuard)); }
 };
 
 // The first page of a paginated listing with room for everything the tests write.
@@ -127,17 +129,6 @@ Session NewSession(Collab& c, Object extra = {}, bool join = true) {
               .as_string();
   }
   return s;
-}
-
-// Polls `pred` for up to 30 s (the machine is shared and loaded).
-template <typename Pred>
-bool Eventually(Pred pred) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < deadline) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return pred();
 }
 
 TEST_CASE("sessions: sid, tokens shown once and stored hashed, invite codes") {
@@ -446,10 +437,16 @@ TEST_CASE("presence: heartbeat upserts status and activity; rows expire after th
   CHECK(presence.as_array()[0]["agentId"] == Value("agent-alpha"));
 
   // Moving the app's clock past the TTL hides alpha too, before any sweep (the engine's sweep
-  // runs on the real clock, by which the row is fresh).
-  *c.clock_offset_ms = 121'000;
+  // runs on the real clock, by which the row is fresh). The clock is set from alpha's
+  // lastSeenAt, so however long the test took so far does not count.
+  const double alpha_seen = presence.as_array()[0]["lastSeenAt"].as_float64();
+  auto app_clock_at = [&](double ms_after_alpha) {
+    const double real_now = absl::ToDoubleMilliseconds(absl::Now() - absl::UnixEpoch());
+    *c.clock_offset_ms = static_cast<int64_t>(alpha_seen + ms_after_alpha - real_now);
+  };
+  app_clock_at(121'000);
   CHECK(c.Call("collab:listPresence", s.As(s.b)).as_array().empty());
-  *c.clock_offset_ms = 60'000;
+  app_clock_at(60'000);
   CHECK(c.Call("collab:listPresence", s.As(s.b)).as_array().size() == 1);
 }
 
@@ -823,7 +820,7 @@ TEST_CASE("webhooks: matching events are delivered, signed with the secret") {
   c.Call("collab:sendMessage", s.As(s.a, {{"content", "ping"}}));
   c.Call("collab:heartbeat", s.As(s.a, {{"status", "online"}}));  // matches no filter
   c.Call("collab:createNote", s.As(s.a, {{"title", "T"}, {"content", ""}}));
-  REQUIRE(Eventually([&] { return c.DeliveryCount() >= 2; }));
+  REQUIRE(PollUntil([&] { return c.DeliveryCount() >= 2; }));
   std::vector<collab::WebhookDelivery> got;
   {
     std::lock_guard<std::mutex> lock(c.mu);
@@ -854,7 +851,7 @@ TEST_CASE("webhooks: matching events are delivered, signed with the secret") {
   CHECK(c.DeliveryJobs().size() == jobs);  // no webhook takes note events any more
   c.Call("collab:sendMessage", s.As(s.a, {{"content", "pong"}}));
   CHECK(c.DeliveryJobs().size() == jobs + 1);
-  REQUIRE(Eventually([&] { return c.DeliveryCount() >= 3; }));
+  REQUIRE(PollUntil([&] { return c.DeliveryCount() >= 3; }));
   {
     std::lock_guard<std::mutex> lock(c.mu);
     CHECK(std::count_if(c.deliveries.begin(), c.deliveries.end(),
@@ -930,7 +927,7 @@ TEST_CASE("webhooks: a sender error fails the delivery job, naming the endpoint"
   NewSession(c, {}, /*join=*/false);
   REQUIRE(c.DeliveryJobs().size() == 1);
   std::string state, error;
-  REQUIRE(Eventually([&] {
+  REQUIRE(PollUntil([&] {
     const Document job = c.DeliveryJobs().front();
     state = job["state"].as_string();
     error = job["error"].is_string() ? job["error"].as_string() : "";
@@ -1015,7 +1012,7 @@ TEST_CASE("webhooks: a workspace's webhook takes only that workspace's sessions'
   CHECK(jobs() == 1);
   c.Call("collab:sendMessage", s.As(s.a, {{"content", "not a session event"}}));
   CHECK(jobs() == 1);
-  REQUIRE(Eventually([&] { return c.DeliveryCount() == 1; }));
+  REQUIRE(PollUntil([&] { return c.DeliveryCount() == 1; }));
   std::lock_guard<std::mutex> lock(c.mu);
   CHECK(c.deliveries[0].event == "session.created");
   CHECK(c.deliveries[0].url == "https://lab.example.com");
@@ -1037,7 +1034,7 @@ TEST_CASE("registration needs the tables; without a webhook sender the delivery 
       db->Call("collab:createSession", Value(Object{{"name", "n"}, {"agentId", "a"}}));
   REQUIRE(created.ok());
   std::string error;
-  REQUIRE(Eventually([&] {
+  REQUIRE(PollUntil([&] {
     absl::StatusOr<std::vector<Document>> jobs =
         db->Query([](Reader& r) { return r.Table("_scheduled_functions").Collect(); });
     if (!jobs.ok()) return false;
@@ -1061,7 +1058,7 @@ TEST_CASE("live: the transcript fires on its session's messages, not another ses
         results.push_back(u.result.ok() ? *u.result : Value(u.result.status().ToString()));
       }));
   REQUIRE(sub.ok());
-  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  c.Settle();
   auto count = [&] {
     std::lock_guard<std::mutex> lock(mu);
     return results.size();
@@ -1072,11 +1069,11 @@ TEST_CASE("live: the transcript fires on its session's messages, not another ses
   c.Call("collab:sendMessage", t.As(t.a, {{"content", "elsewhere"}}));
   c.Call("collab:createNote", s.As(s.a, {{"title", "T"}, {"content", ""}}));
   c.Call("collab:heartbeat", s.As(s.b, {{"status", "working"}}));
-  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  c.Settle();
   CHECK(count() == 1);
 
   c.Call("collab:sendMessage", s.As(s.b, {{"content", "here"}}));
-  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  c.Settle();
   REQUIRE(count() == 2);
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -1085,7 +1082,7 @@ TEST_CASE("live: the transcript fires on its session's messages, not another ses
   }
   // Deleting the session turns the live transcript into NotFound.
   c.Call("collab:deleteSession", s.As(s.a));
-  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  c.Settle();
   REQUIRE(count() == 3);
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -1106,13 +1103,13 @@ TEST_CASE("live: public listings fire on a public session, not on a private one"
         ++updates;
       }));
   REQUIRE(sub.ok());
-  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  c.Settle();
   REQUIRE(updates == 1);
   NewSession(c, {{"isPrivate", true}}, /*join=*/false);
-  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  c.Settle();
   CHECK(updates == 1);
   NewSession(c, {{"name", "public one"}}, /*join=*/false);
-  REQUIRE_OK(c.db->WaitForDelivery(c.db->LastCommitTimestamp(), absl::Seconds(30)));
+  c.Settle();
   CHECK(updates == 2);
   std::lock_guard<std::mutex> lock(mu);
   REQUIRE(last["page"].as_array().size() == 1);

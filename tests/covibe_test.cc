@@ -21,6 +21,7 @@ namespace {
 
 using namespace stagedb;
 using stagedb::testing::CountRuns;
+using stagedb::testing::kHangGuard;
 using stagedb::testing::MustSucceed;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
@@ -103,7 +104,7 @@ struct Covibe {
     return *docs;
   }
 
-  void Settle() { REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30))); }
+  void Settle() { REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), kHangGuard)); }
   Document Get(const Value& id) {
     absl::StatusOr<std::optional<Document>> doc =
         db->Query([&](Reader& r) { return r.Get(id.as_string()); });

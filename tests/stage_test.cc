@@ -20,8 +20,10 @@ namespace {
 
 using namespace stagedb;
 using stagedb::testing::CountRuns;
+using stagedb::testing::kHangGuard;
 using stagedb::testing::MustSucceed;
 using stagedb::testing::OpenOrFail;
+using stagedb::testing::PollUntil;
 using stagedb::testing::TempDir;
 using stagedb::testing::UpdateCounter;
 using Code = absl::StatusCode;
@@ -53,7 +55,9 @@ TEST_CASE("sessions: create, touch, and the status view") {
   CHECK(status["session"]["lastAccessedAt"].as_float64() == created);
   CHECK(status["render"].is_null());
   CHECK(status["files"] == Value(Array{}));
-  absl::SleepFor(absl::Milliseconds(2));
+  // The touch comes later than the creation, however coarse the clock.
+  REQUIRE(PollUntil(
+      [&] { return absl::ToDoubleMilliseconds(absl::Now() - absl::UnixEpoch()) > created; }));
   s.Call("stage:touchSession", {{"sessionId", session}});
   status = s.Call("stage:getSessionStatus", {{"sessionId", session}});
   CHECK(status["session"]["lastAccessedAt"].as_float64() > created);
@@ -721,9 +725,7 @@ TEST_CASE("live views fire on the steps that change them, and only those") {
       "test:countedSummary", Value(Object{{"appSid", sid}}), summary.Slot());
   REQUIRE_OK(status_sub);
   REQUIRE_OK(summary_sub);
-  auto settle = [&] {
-    REQUIRE_OK(s.db->WaitForDelivery(s.db->LastCommitTimestamp(), absl::Seconds(30)));
-  };
+  auto settle = [&] { REQUIRE_OK(s.db->WaitForDelivery(s.db->LastCommitTimestamp(), kHangGuard)); };
   settle();
   int status_seen = status.count(), summary_seen = summary.count();
   int status_ran = *status_runs, summary_ran = *summary_runs;
@@ -852,16 +854,11 @@ TEST_CASE("drive recordings: validated, stored, transcribed by a scheduled job t
   absl::StatusOr<Subscription> sub = s.db->SubscribeFunction(
       "stage:getDriveRecording", Value(Object{{"recordingId", recording}}), live.Slot());
   REQUIRE_OK(sub);
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  for (;;) {
-    REQUIRE_OK(s.db->WaitForDelivery(s.db->LastCommitTimestamp(), absl::Seconds(30)));
-    {
-      std::lock_guard<std::mutex> lock(live.mu);
-      if (live.last["transcription"]["state"] == Value("success")) break;
-    }
-    REQUIRE(absl::Now() < deadline);
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  // The scheduler's thread runs the job; the live view must show its success.
+  REQUIRE(PollUntil([&] {
+    std::lock_guard<std::mutex> lock(live.mu);
+    return live.last["transcription"]["state"] == Value("success");
+  }));
   Value done = s.Call("stage:getDriveRecording", {{"recordingId", recording}});
   CHECK(done["transcript"] == Value("audio/webm: 1000 bytes"));
   CHECK(done["transcriptionJobId"] == stored["jobId"]);
@@ -886,13 +883,11 @@ TEST_CASE("without a transcriber the transcription job fails with a clear error"
                                                       {"recordedAt", 1}});
   CHECK(s.Call("stage:getDriveRecording", {{"recordingId", stored["recordingId"]}})["sizeBytes"] ==
         Value(3.0));
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
   Value view;
-  do {
-    absl::SleepFor(absl::Milliseconds(5));
+  REQUIRE(PollUntil([&] {
     view = s.Call("stage:getDriveRecording", {{"recordingId", stored["recordingId"]}});
-  } while (view["transcription"]["state"] != Value("failed") && absl::Now() < deadline);
-  REQUIRE(view["transcription"]["state"] == Value("failed"));
+    return view["transcription"]["state"] == Value("failed");
+  }));
   CHECK(view["transcription"]["error"].as_string().find("no transcriber") != std::string::npos);
 }
 
