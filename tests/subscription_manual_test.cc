@@ -2,11 +2,8 @@
 // callback, a callback that destroys the database, and host objects owned by a query function.
 #include <atomic>
 #include <catch2/catch.hpp>
-#include <chrono>
-#include <condition_variable>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -17,27 +14,14 @@
 namespace {
 
 using namespace stagedb;
+using stagedb::testing::Gate;
+using stagedb::testing::kHangGuard;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
 
 constexpr const char* kSchema = R"json({"tables": {"items": {
   "fields": {"group": "string", "rank": "int64"},
   "indexes": [{"name": "by_group", "fields": ["group", "rank"]}]}}})json";
-
-struct Gate {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool open = false;
-  void Open() {
-    std::lock_guard<std::mutex> lock(mu);
-    open = true;
-    cv.notify_all();
-  }
-  bool Wait() {
-    std::unique_lock<std::mutex> lock(mu);
-    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return open; });
-  }
-};
 
 Timestamp Insert(Database& db, const std::string& group, int64_t rank) {
   Timestamp t = 0;
@@ -70,29 +54,29 @@ TEST_CASE("manual delivery: WaitForDelivery while another thread is inside the c
     ++delivered;
     if (block.exchange(false)) {
       in_callback.Open();
-      release.Wait();
+      (void)release.Wait();
     }
   });
   REQUIRE_OK(sub);
-  REQUIRE(db->WaitForPending(absl::Seconds(5)));
+  REQUIRE(db->WaitForPending(kHangGuard));
   db->DeliverPending();
   block = true;
   Insert(*db, "k", 1);
-  REQUIRE(db->WaitForPending(absl::Seconds(5)));
+  REQUIRE(db->WaitForPending(kHangGuard));
   std::thread deliverer([&] { db->DeliverPending(); });
   REQUIRE(in_callback.Wait());
   // A newer result queues while the callback runs on `deliverer`.
   const Timestamp t2 = Insert(*db, "k", 2);
-  REQUIRE(db->WaitForPending(absl::Seconds(5)));
+  REQUIRE(db->WaitForPending(kHangGuard));
   auto waiter = std::async(std::launch::async,
                            [&] { return db->WaitForDelivery(t2, absl::Milliseconds(300)); });
   // The waiter must not spin holding the engine: it times out while the callback is held...
-  REQUIRE(waiter.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  REQUIRE(waiter.wait_for(absl::ToChronoNanoseconds(kHangGuard)) == std::future_status::ready);
   CHECK(waiter.get().code() == absl::StatusCode::kDeadlineExceeded);
   release.Open();
   deliverer.join();
   // ...and once the callback returns, the newer result is delivered.
-  REQUIRE_OK(db->WaitForDelivery(t2, absl::Seconds(10)));
+  REQUIRE_OK(db->WaitForDelivery(t2, kHangGuard));
   CHECK(delivered == 3);
 }
 
@@ -106,7 +90,7 @@ TEST_CASE("manual delivery: a callback may destroy the database") {
   });
   REQUIRE_OK(sub);
   Database* raw = db.get();
-  REQUIRE(raw->WaitForPending(absl::Seconds(5)));
+  REQUIRE(raw->WaitForPending(kHangGuard));
   CHECK(raw->DeliverPending() == 1);
   CHECK(db == nullptr);
   CHECK(calls == 1);
@@ -130,10 +114,10 @@ TEST_CASE("manual delivery: host objects owned by a query function are destroyed
         [h = helper](Reader& r) { return GroupQuery("k")(r); }, [](const QueryUpdate&) {});
     REQUIRE_OK(sub);
     helper.reset();
-    REQUIRE(db->WaitForPending(absl::Seconds(5)));
+    REQUIRE(db->WaitForPending(kHangGuard));
   }  // unsubscribed with its first update still queued
   auto delivering = std::async(std::launch::async, [&] { return db->DeliverPending(); });
-  REQUIRE(delivering.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  REQUIRE(delivering.wait_for(absl::ToChronoNanoseconds(kHangGuard)) == std::future_status::ready);
   CHECK(delivering.get() == 0);
   absl::StatusOr<std::vector<Document>> z = db->Query(GroupQuery("z"));
   REQUIRE_OK(z);

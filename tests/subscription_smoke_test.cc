@@ -11,6 +11,7 @@
 namespace {
 
 using namespace stagedb;
+using stagedb::testing::kHangGuard;
 using stagedb::testing::MustInsert;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
@@ -40,7 +41,7 @@ TEST_CASE("a subscription gets its first result and each change, and only those"
         updates.push_back(u);
       });
   REQUIRE_OK(sub);
-  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp()));
+  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), kHangGuard));
   {
     std::lock_guard<std::mutex> lock(mu);
     REQUIRE(updates.size() == 1);
@@ -53,7 +54,7 @@ TEST_CASE("a subscription gets its first result and each change, and only those"
         return tx.Insert("messages", {{"session", "a"}, {"n", 1}});
       },
       &t));
-  REQUIRE_OK(db->WaitForDelivery(t));
+  REQUIRE_OK(db->WaitForDelivery(t, kHangGuard));
   {
     std::lock_guard<std::mutex> lock(mu);
     REQUIRE(updates.size() == 2);
@@ -69,7 +70,7 @@ TEST_CASE("a subscription gets its first result and each change, and only those"
         return tx.Insert("messages", {{"session", "b"}, {"n", 1}});
       },
       &t));
-  REQUIRE_OK(db->WaitForDelivery(t));
+  REQUIRE_OK(db->WaitForDelivery(t, kHangGuard));
   CHECK(runs == runs_before);
   // Fill the take limit, then write beyond it: no re-run.
   MustInsert(*db, "messages", {{"session", "a"}, {"n", 2}});
@@ -78,14 +79,14 @@ TEST_CASE("a subscription gets its first result and each change, and only those"
         return tx.Insert("messages", {{"session", "a"}, {"n", 5}});
       },
       &t));
-  REQUIRE_OK(db->WaitForDelivery(t));
+  REQUIRE_OK(db->WaitForDelivery(t, kHangGuard));
   const int runs_full = runs;
   REQUIRE_OK(db->Mutate(
       [&](Transaction& tx) {
         return tx.Insert("messages", {{"session", "a"}, {"n", 9}});
       },
       &t));
-  REQUIRE_OK(db->WaitForDelivery(t));
+  REQUIRE_OK(db->WaitForDelivery(t, kHangGuard));
   CHECK(runs == runs_full);
   std::lock_guard<std::mutex> lock(mu);
   CHECK(updates.back().documents().size() == 2);
@@ -126,14 +127,14 @@ TEST_CASE("a subscribed page keeps its range: inserts inside re-run it, after it
         return tx.Insert("messages", {{"session", "a"}, {"n", 35}});
       },
       &t));
-  REQUIRE_OK(db->WaitForDelivery(t));
+  REQUIRE_OK(db->WaitForDelivery(t, kHangGuard));
   CHECK(runs == 1);  // after the page's end: not read
   REQUIRE_OK(db->Mutate(
       [&](Transaction& tx) {
         return tx.Insert("messages", {{"session", "a"}, {"n", 15}});
       },
       &t));
-  REQUIRE_OK(db->WaitForDelivery(t));
+  REQUIRE_OK(db->WaitForDelivery(t, kHangGuard));
   CHECK(runs == 2);
   std::lock_guard<std::mutex> lock(mu);
   REQUIRE(updates.size() == 2);

@@ -5,8 +5,9 @@
 //
 // Catch2 assertions are not thread-safe: callbacks and writer threads only record what they
 // see (Recorder, atomics), and the test thread checks it. Waits use WaitForDelivery and gates,
-// not sleeps (the two short sleeps inside callbacks only widen a window: no check depends on
-// their length); every wait has a deadline, so that a bug fails a test instead of hanging it.
+// not sleeps: a callback that must still be running while the test stops a subscription or
+// closes the database waits until that has begun (its subscription no longer active). Every
+// wait is bounded by the hang guard only, so that a bug fails a test instead of hanging it.
 #include <poll.h>
 
 #include <algorithm>
@@ -39,6 +40,8 @@
 namespace {
 
 using namespace stagedb;
+using stagedb::testing::Gate;
+using stagedb::testing::OpenOnExit;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
 
@@ -64,47 +67,12 @@ constexpr const char* kSchema = R"json({
 })json";
 
 // Every wait in these tests is bounded: a bug makes a test fail, not hang.
-const absl::Duration kTimeout = absl::Seconds(10);
-constexpr std::chrono::seconds kGateTimeout{10};
+constexpr absl::Duration kTimeout = stagedb::testing::kHangGuard;
 
 std::unique_ptr<Database> OpenDb(const TempDir& dir,
                                  Delivery delivery = Delivery::kNotifierThread) {
   return OpenOrFail({.path = dir.Sub("db"), .schema_json = kSchema, .delivery = delivery});
 }
-
-// ---- synchronization helpers ----
-
-// A one-shot gate: WaitFor blocks until Open (or the timeout).
-class Gate {
- public:
-  void Open() {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  // True when the gate opened within the timeout.
-  bool WaitFor(std::chrono::milliseconds timeout = kGateTimeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return open_; });
-  }
-  bool is_open() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return open_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-// Opens a gate when the scope ends, so that a failing REQUIRE does not leave a callback blocked
-// (which would hang the Subscription's and the Database's destructors). Declare it after the
-// database and the subscriptions.
-struct OpenOnExit {
-  Gate& gate;
-  ~OpenOnExit() { gate.Open(); }
-};
 
 // ---- change sets ----
 
@@ -220,9 +188,10 @@ class Recorder {
     return problems_;
   }
   // Waits until at least n updates arrived.
-  bool WaitForCount(size_t n, std::chrono::milliseconds timeout = kGateTimeout) {
+  bool WaitForCount(size_t n) {
     std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return updates_.size() >= n; });
+    return cv_.wait_for(lock, absl::ToChronoNanoseconds(kTimeout),
+                        [&] { return updates_.size() >= n; });
   }
 
  private:
@@ -328,8 +297,8 @@ TEST_CASE("first update: a subscription made while the notifier is idle gets its
   absl::StatusOr<Subscription> sub_b =
       db->Subscribe([](Reader& r) { return GroupQuery(r, "b"); }, b.Slot());
   REQUIRE_OK(sub_b);
-  CHECK(b.WaitForCount(1, std::chrono::seconds(2)));
-  CHECK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(2)).ok());
+  CHECK(b.WaitForCount(1));
+  CHECK(db->WaitForDelivery(db->LastCommitTimestamp(), kTimeout).ok());
   CHECK(b.size() == 1);
 }
 
@@ -504,7 +473,7 @@ TEST_CASE("precision: a Get of a document being inserted re-runs when the insert
         if (!id.ok()) return id.status();
         inserted = *id;
         id_promise.set_value(*id);
-        if (!subscribed.WaitFor()) return absl::DeadlineExceededError("Subscribe did not return");
+        if (!subscribed.Wait()) return absl::DeadlineExceededError("Subscribe did not return");
         return absl::OkStatus();
       },
       &t);
@@ -595,14 +564,14 @@ TEST_CASE("coalescing: a burst of commits while the notifier is busy re-runs few
         rec.Add(u);
         if (++calls == 2) {
           entered.Open();
-          release.WaitFor();
+          (void)release.Wait();
         }
       });
   REQUIRE_OK(sub);
   OpenOnExit open_on_exit{release};
   Sync(*db);
   InsertItem(*db, "c", 0);
-  REQUIRE(entered.WaitFor());  // the callback of that update holds the notifier now
+  REQUIRE(entered.Wait());  // the callback of that update holds the notifier now
   const int runs_blocked = runs;
   constexpr int kBurst = 40;
   Timestamp last = 0;
@@ -1002,14 +971,14 @@ TEST_CASE("callbacks: WaitForDelivery waits for a callback that unsubscribed its
                                                       if (++calls != 2) return;
                                                       self.Unsubscribe();
                                                       entered.Open();
-                                                      release.WaitFor();
+                                                      (void)release.Wait();
                                                     });
   REQUIRE_OK(made);
   self = *std::move(made);
   OpenOnExit open_on_exit{release};
   Sync(*db);
   const Timestamp t = InsertItem(*db, "v", 1);
-  REQUIRE(entered.WaitFor());
+  REQUIRE(entered.Wait());
   // The callback of the update for t has not returned.
   CHECK_ERROR(db->WaitForDelivery(t, absl::Milliseconds(50)), absl::StatusCode::kDeadlineExceeded);
   release.Open();
@@ -1179,7 +1148,7 @@ void CheckNoCallbackAfterStop(Stop how) {
       if (stopped) ++commits_after;
     }
   });
-  const bool warm = warmed_up.WaitFor();
+  const bool warm = warmed_up.Wait();
   switch (how) {
     case Stop::kUnsubscribe:
       sub->Unsubscribe();
@@ -1193,10 +1162,12 @@ void CheckNoCallbackAfterStop(Stop how) {
   }
   stopped = true;
   // Let more commits come in, then stop the writer.
-  while (commits_after < 10 && writer_errors == 0) std::this_thread::yield();
+  const bool more_commits =
+      stagedb::testing::PollUntil([&] { return commits_after >= 10 || writer_errors > 0; });
   stop_writer = true;
   writer.join();
   REQUIRE(warm);
+  REQUIRE(more_commits);
   REQUIRE(writer_errors == 0);
   Sync(*db);  // the sentinel shares the range: the notifier has done the work of every commit
   CHECK(late == 0);
@@ -1240,24 +1211,28 @@ TEST_CASE("unsubscribe: no callback after a handle is move-assigned over") {
 TEST_CASE("unsubscribe: from another thread it waits for the running callback") {
   TempDir dir;
   Gate entered;
-  std::atomic<bool> exited{false};
+  std::atomic<bool> exited{false}, saw_unsubscribe{false};
   std::atomic<int> calls{0};
   auto db = OpenDb(dir);
-  absl::StatusOr<Subscription> sub =
-      db->Subscribe([](Reader& r) { return GroupQuery(r, "t"); },
-                    [&](const QueryUpdate&) {
-                      if (++calls != 2) return;
-                      entered.Open();
-                      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-                      exited = true;
-                    });
-  REQUIRE_OK(sub);
+  std::optional<absl::StatusOr<Subscription>> sub;
+  sub.emplace(db->Subscribe([](Reader& r) { return GroupQuery(r, "t"); },
+                            [&](const QueryUpdate&) {
+                              if (++calls != 2) return;
+                              entered.Open();
+                              // Still running once Unsubscribe has begun (the subscription is
+                              // inactive then), however the threads are scheduled.
+                              saw_unsubscribe =
+                                  stagedb::testing::PollUntil([&] { return !(*sub)->active(); });
+                              exited = true;
+                            }));
+  REQUIRE_OK(*sub);
   Sync(*db);
   InsertItem(*db, "t", 1);
-  REQUIRE(entered.WaitFor());
-  sub->Unsubscribe();
+  REQUIRE(entered.Wait());
+  (*sub)->Unsubscribe();
+  CHECK(saw_unsubscribe);
   CHECK(exited);
-  CHECK_FALSE(sub->active());
+  CHECK_FALSE((*sub)->active());
   InsertItem(*db, "t", 2);
   Sync(*db);
   CHECK(calls == 2);
@@ -1299,7 +1274,7 @@ TEST_CASE("unsubscribe: active() and inert handles") {
 TEST_CASE("shutdown: destroying the database stops subscriptions; handles outlive it") {
   TempDir dir;
   Gate entered;
-  std::atomic<bool> closed{false}, exited{false};
+  std::atomic<bool> closed{false}, exited{false}, saw_close{false};
   std::atomic<int> late{0}, in_callback{0}, in_query{0}, calls{0};
   std::vector<Subscription> subs;
   auto db = OpenDb(dir);
@@ -1316,10 +1291,11 @@ TEST_CASE("shutdown: destroying the database stops subscriptions; handles outliv
           ++in_callback;
           if (closed) ++late;
           ++calls;
-          // The first subscription's first change sleeps: the database closes during it.
+          // The first subscription's first change is still running once the database has
+          // begun closing (its subscriptions are inactive then), however threads are scheduled.
           if (i == 0 && !u.documents().empty() && !entered.is_open()) {
             entered.Open();
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            saw_close = stagedb::testing::PollUntil([&] { return !subs[0].active(); });
             exited = true;
           }
           if (closed) ++late;
@@ -1330,10 +1306,11 @@ TEST_CASE("shutdown: destroying the database stops subscriptions; handles outliv
   }
   Sync(*db);
   InsertItem(*db, "d", 0);
-  REQUIRE(entered.WaitFor());
+  REQUIRE(entered.Wait());
   for (int i = 1; i <= 10; ++i) InsertItem(*db, "d", i);  // pending work
   db.reset();
   closed = true;
+  CHECK(saw_close);
   CHECK(exited);  // the destructor waited for the running callback
   CHECK(in_callback == 0);
   CHECK(in_query == 0);
@@ -1509,14 +1486,14 @@ TEST_CASE("WaitForDelivery: DeadlineExceeded while a callback holds the update")
                                                    [&](const QueryUpdate&) {
                                                      if (++calls == 2) {
                                                        entered.Open();
-                                                       release.WaitFor();
+                                                       (void)release.Wait();
                                                      }
                                                    });
   REQUIRE_OK(sub);
   OpenOnExit open_on_exit{release};
   Sync(*db);
   const Timestamp t = InsertItem(*db, "l", 1);
-  REQUIRE(entered.WaitFor());
+  REQUIRE(entered.Wait());
   CHECK_ERROR(db->WaitForDelivery(t, absl::Milliseconds(50)), absl::StatusCode::kDeadlineExceeded);
   release.Open();
   REQUIRE_OK(db->WaitForDelivery(t, kTimeout));
@@ -1537,12 +1514,12 @@ TEST_CASE("WaitForDelivery: waits for the first update of earlier subscriptions"
                                                    [&](const QueryUpdate&) {
                                                      if (++calls == 1) {
                                                        entered.Open();
-                                                       release.WaitFor();
+                                                       (void)release.Wait();
                                                      }
                                                    });
   REQUIRE_OK(sub);
   OpenOnExit open_on_exit{release};
-  REQUIRE(entered.WaitFor());
+  REQUIRE(entered.Wait());
   // The first update's callback has not returned: it has not been delivered.
   CHECK_ERROR(db->WaitForDelivery(t1, absl::Milliseconds(50)), absl::StatusCode::kDeadlineExceeded);
   release.Open();
