@@ -190,10 +190,10 @@ TEST_CASE("documents refer to files by id; _storage is queryable and live") {
       }));
   REQUIRE_OK(sub);
   // The first update delivered before the store commits (updates coalesce).
-  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30)));
+  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), testing::kHangGuard));
   absl::StatusOr<DocumentId> id = db->files().Store("audio/webm", "recording bytes");
   REQUIRE_OK(id);
-  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30)));
+  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), testing::kHangGuard));
   {
     std::lock_guard<std::mutex> lock(mu);
     REQUIRE(!sizes_seen.empty());
@@ -239,11 +239,10 @@ TEST_CASE("a file left half-written by a killed process is removed at the next O
     CHECK(Count(*db, kStorageTable) == 2);
   }
   auto db = OpenOrFail({.path = path, .schema_json = kSchema});
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (Count(*db, kStorageTable) != 1 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  CHECK(Count(*db, kStorageTable) == 1);
+  // The database's thread removes it.
+  testing::WaitFor([&] { return Count(*db, kStorageTable) == 1; },
+                   "the half-written file to be removed",
+                   [&] { return std::to_string(Count(*db, kStorageTable)) + " files"; });
   CHECK(Count(*db, kStorageChunksTable) == 1);
   CHECK(*db->files().ReadAll(ready) == "complete");
 }

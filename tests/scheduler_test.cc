@@ -10,11 +10,9 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
-#include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "stagedb/stagedb.h"
@@ -26,6 +24,8 @@
 namespace {
 
 using namespace stagedb;
+using stagedb::testing::Gate;
+using stagedb::testing::kHangGuard;
 using stagedb::testing::OpenOrFail;
 using stagedb::testing::TempDir;
 using Code = absl::StatusCode;
@@ -49,11 +49,11 @@ Options DbOptions(const std::string& path, bool run_scheduler = true) {
 //   notes:add (mutation, {workspace, text}): inserts into the scoped table `notes`;
 //   work:act (action, {seq}): counts a run in `*action_runs`, adds a row through effects:add;
 //   work:actFail (action): fails;
-//   work:block (action): waits until `*release` is set.
+//   work:block (action): opens `blocked`, then waits until `release` opens.
 struct Functions {
   std::atomic<int> action_runs{0};
-  std::atomic<bool> release{false};
-  std::atomic<bool> blocked{false};
+  Gate release;
+  Gate blocked;
 };
 
 void RegisterFunctions(Database& db, Functions& f) {
@@ -120,9 +120,9 @@ void RegisterFunctions(Database& db, Functions& f) {
                                }));
   REQUIRE_OK(db.RegisterAction({.name = "work:block"},
                                [&f](ActionContext&, const Value&) -> absl::StatusOr<Value> {
-                                 f.blocked = true;
-                                 while (!f.release) {
-                                   std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                                 f.blocked.Open();
+                                 if (!f.release.Wait()) {
+                                   return absl::DeadlineExceededError("work:block never released");
                                  }
                                  return Value(nullptr);
                                }));
@@ -139,12 +139,11 @@ std::string StateOf(Database& db, const DocumentId& id) {
   return job.has_value() ? (*job)["state"].as_string() : "(missing)";
 }
 
-// Waits (up to 30 s: the machine may be loaded) until job `id` is in `state`.
+// Waits until job `id` is in `state` (the database's thread moves it on).
 void AwaitState(Database& db, const DocumentId& id, std::string_view state) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (StateOf(db, id) != state && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(2));
-  INFO("job " << id.text() << " is " << StateOf(db, id) << ", waited for " << state);
-  REQUIRE(StateOf(db, id) == state);
+  testing::WaitFor([&] { return StateOf(db, id) == state; },
+                   "job " + id.text() + " to be " + std::string(state),
+                   [&] { return "it is " + StateOf(db, id); });
 }
 
 std::map<int64_t, int> EffectsBySeq(Database& db) {
@@ -330,13 +329,6 @@ TEST_CASE("a caller cancels only jobs scheduled with its own claims") {
   REQUIRE_OK(db->scheduler().Cancel(*admin_job));  // Admin cancels any
 }
 
-// Waits (up to 30 s) until `flag` is set.
-void AwaitFlag(const std::atomic<bool>& flag) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (!flag && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
-  REQUIRE(flag);
-}
-
 TEST_CASE("a scheduled action runs at most once and its states are recorded and live") {
   TempDir dir;
   Functions f;
@@ -363,15 +355,15 @@ TEST_CASE("a scheduled action runs at most once and its states are recorded and 
       }));
   REQUIRE_OK(sub);
   // The first update ("pending") delivered before the job can move on (updates coalesce).
-  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30)));
+  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), kHangGuard));
   RegisterFunctions(*db, f);
   AwaitState(*db, job, "inProgress");
   // Delivered before the action may end (else the two commits could reach it as one update).
-  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30)));
-  AwaitFlag(f.blocked);
-  f.release = true;
+  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), kHangGuard));
+  REQUIRE(f.blocked.Wait());
+  f.release.Open();
   AwaitState(*db, job, "success");
-  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), absl::Seconds(30)));
+  REQUIRE_OK(db->WaitForDelivery(db->LastCommitTimestamp(), kHangGuard));
   {
     std::lock_guard<std::mutex> lock(mu);
     CHECK(seen == std::vector<std::string>{"pending", "inProgress", "success"});
@@ -402,7 +394,7 @@ TEST_CASE("canceling a running action keeps its job canceled when it ends") {
   REQUIRE_OK(job);
   AwaitState(*db, *job, "inProgress");
   REQUIRE_OK(db->scheduler().Cancel(*job));
-  f.release = true;
+  f.release.Open();
   // A later job's success shows the runner has moved on; the canceled one stays canceled.
   absl::StatusOr<DocumentId> marker =
       db->scheduler().RunAfter(absl::ZeroDuration(), "work:act", Object{{"seq", 1}});
@@ -446,8 +438,10 @@ TEST_CASE("jobs survive close and reopen, and wait for their function to be regi
     auto db = OpenOrFail(DbOptions(dir.Sub("db"), /*run_scheduler=*/false));
     RegisterFunctions(*db, f);
     job = JobId(db->Call("effects:schedule", Object{{"seq", 5}, {"delayMs", 0.0}}));
+    // No scheduler in this process: the job stays pending. (The pause is only a window in
+    // which a wrong run could show; no check depends on its length.)
     absl::SleepFor(absl::Milliseconds(20));
-    CHECK(StateOf(*db, job) == "pending");  // no scheduler in this process
+    CHECK(StateOf(*db, job) == "pending");
   }
   auto db = OpenOrFail(DbOptions(dir.Sub("db")));
   // The runner found the due job, but effects:add is not registered yet.
@@ -510,10 +504,11 @@ constexpr int kKillJobs = 60;
        .visibility = Visibility::kInternal,
        .args = R"({"seq": "int64", "note": {"type": "optional", "of": "string"}})"},
       [](MutationContext& ctx, const Value& args) -> absl::StatusOr<Value> {
-        // The first third run quickly, the rest slowly (100 ms each): the watcher, however loaded
-        // the machine, sees a third done and kills the child long before the last one.
-        std::this_thread::sleep_for(
-            std::chrono::milliseconds(args["seq"].as_int64() < kKillJobs / 3 ? 3 : 100));
+        // The first third run; the next one blocks until the kill, so that the kill lands inside
+        // a running mutation job with exactly a third done, however loaded the machine.
+        if (args["seq"].as_int64() >= kKillJobs / 3) {
+          for (;;) pause();
+        }
         absl::StatusOr<DocumentId> id = ctx.db().Insert("effects", {{"seq", args["seq"]}});
         if (!id.ok()) return id.status();
         return Value(*id);
@@ -521,10 +516,10 @@ constexpr int kKillJobs = 60;
   if (!s.ok()) _exit(3);
   s = (*db)->RegisterAction({.name = "work:block"},
                             [](ActionContext&, const Value&) -> absl::StatusOr<Value> {
-                              for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+                              for (;;) pause();
                             });
   if (!s.ok()) _exit(3);
-  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  for (;;) pause();
 }
 
 // [fork]: not under ThreadSanitizer, which does not support threads in a forked child.
@@ -552,26 +547,25 @@ TEST_CASE("scheduled mutations run exactly once across a kill and a reopen", "[f
   REQUIRE(pid >= 0);
   if (pid == 0) SchedulerChild(path, parent);
 
-  // Watch from this process (no scheduler here) until about a third of the jobs ran and the
-  // action is running, then kill the child.
+  // Watch from this process (no scheduler here) until a third of the jobs ran and the action
+  // is running, then kill the child.
   size_t done = 0;
+  bool watched = false;
   {
     auto watcher = OpenOrFail(DbOptions(path, /*run_scheduler=*/false));
-    const absl::Time deadline = absl::Now() + absl::Seconds(60);
-    while (absl::Now() < deadline) {
+    watched = testing::PollUntil([&] {
       done = 0;
       for (const DocumentId& job : jobs) done += StateOf(*watcher, job) == "success";
-      if (done >= kKillJobs / 3 && StateOf(*watcher, blocking_action) == "inProgress") break;
-      absl::SleepFor(absl::Milliseconds(1));
-    }
+      return done >= kKillJobs / 3 && StateOf(*watcher, blocking_action) == "inProgress";
+    });
   }
   REQUIRE(kill(pid, SIGKILL) == 0);
   int status = 0;
   REQUIRE(waitpid(pid, &status, 0) == pid);
   INFO("jobs done before the kill: " << done);
-  CHECK(done < static_cast<size_t>(kKillJobs));  // else the kill proves little
+  REQUIRE(watched);
   REQUIRE(WIFSIGNALED(status));
-  REQUIRE(done >= static_cast<size_t>(kKillJobs / 3));
+  CHECK(done == static_cast<size_t>(kKillJobs / 3));  // the next one was running
 
   auto db = OpenOrFail(DbOptions(path));
   RegisterFunctions(*db, f);
@@ -587,7 +581,7 @@ TEST_CASE("scheduled mutations run exactly once across a kill and a reopen", "[f
   AwaitState(*db, blocking_action, "failed");
   CHECK((*GetJob(*db, blocking_action))["error"].as_string().find("process ended") !=
         std::string::npos);
-  CHECK_FALSE(f.blocked);
+  CHECK_FALSE(f.blocked.is_open());
 }
 
 // Holds the scheduler lease on `path` (run_scheduler, no functions) until killed.
@@ -597,7 +591,7 @@ TEST_CASE("scheduled mutations run exactly once across a kill and a reopen", "[f
   absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(DbOptions(path));
   if (!db.ok()) _exit(2);
   if (write(ready_fd, "r", 1) != 1) _exit(3);
-  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  for (;;) pause();
 }
 
 TEST_CASE("one process at a time runs a database's jobs (the scheduler lease)", "[fork]") {
@@ -622,6 +616,7 @@ TEST_CASE("one process at a time runs a database's jobs (the scheduler lease)", 
     auto db = OpenOrFail(DbOptions(path));
     RegisterFunctions(*db, f);
     job = JobId(db->Call("effects:schedule", Object{{"seq", 1}, {"delayMs", 0.0}}));
+    // Only a window in which a wrong run could show; no check depends on its length.
     absl::SleepFor(absl::Milliseconds(300));
     CHECK(StateOf(*db, job) == "pending");
   }

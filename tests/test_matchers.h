@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -12,7 +13,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "stagedb/stagedb.h"
+#include "test_util.h"
 
 namespace stagedb::testing {
 
@@ -41,6 +45,15 @@ inline std::unique_ptr<Database> OpenOrFail(Options options) {
   INFO("Open: " << db.status().ToString());
   REQUIRE(db.ok());
   return *std::move(db);
+}
+
+// Waits until `condition` holds (PollUntil), failing the test when the hang guard passes first,
+// naming `what` and, when `describe` is given, how things stood then. Test thread only.
+inline void WaitFor(const std::function<bool()>& condition, std::string_view what,
+                    const std::function<std::string()>& describe = {}) {
+  if (PollUntil(condition)) return;
+  FAIL("waited " << kHangGuard << " for " << what
+                 << (describe ? "; then: " + describe() : std::string()));
 }
 
 // Inserts one document in its own mutation, failing the test when that fails.
