@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "stagedb/auth.h"
+#include "stagedb/export.h"
 #include "stagedb/file_storage.h"
 #include "stagedb/functions.h"
 #include "stagedb/options.h"
@@ -77,7 +78,7 @@ inline Value ToResultValue(const PaginationResult& result) {
 }
 }  // namespace internal
 
-class Database {
+class STAGEDB_EXPORT Database {
  public:
   // Opens (creating when missing) the database at options.path and loads its schema: see
   // Options. A schema that differs from the stored one is applied when the stored documents

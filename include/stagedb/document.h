@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "stagedb/export.h"
 #include "stagedb/id.h"
 #include "stagedb/value.h"
 
@@ -14,7 +15,7 @@ namespace stagedb {
 inline constexpr std::string_view kIdField = "_id";
 inline constexpr std::string_view kCreationTimeField = "_creationTime";
 
-class Document {
+class STAGEDB_EXPORT Document {
  public:
   Document() = default;
   // `fields` holds the user fields and both system fields.

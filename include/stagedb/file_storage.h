@@ -25,6 +25,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "stagedb/export.h"
 #include "stagedb/id.h"
 
 namespace stagedb {
@@ -46,7 +47,7 @@ struct StoredFile {
 };
 
 // Obtained from Database::files() or ActionContext::storage(); cheap to copy. Thread-safe.
-class FileStorage {
+class STAGEDB_EXPORT FileStorage {
  public:
   // Stores `bytes` (or everything `in` yields, read in chunks: memory stays bounded) as a file
   // of `content_type`; returns its id once it is ready. ResourceExhausted naming the size and

@@ -29,6 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "stagedb/auth.h"
+#include "stagedb/export.h"
 #include "stagedb/file_storage.h"
 #include "stagedb/reader.h"
 #include "stagedb/scheduler.h"
@@ -47,7 +48,7 @@ enum class FunctionKind { kQuery, kMutation, kAction };
 enum class Visibility { kPublic, kInternal };
 
 // "query", "mutation", "action": for messages.
-std::string_view FunctionKindName(FunctionKind kind);
+STAGEDB_EXPORT std::string_view FunctionKindName(FunctionKind kind);
 
 struct FunctionDef {
   // "module:function": the module a path of [A-Za-z0-9_./-], the function an identifier.
@@ -64,7 +65,7 @@ struct FunctionDef {
 
 // What a query function gets: a snapshot to read, the caller, and other queries by name (run on
 // the same snapshot; internal ones too).
-class QueryContext {
+class STAGEDB_EXPORT QueryContext {
  public:
   Reader& db() { return reader_; }
   const Auth& auth() const { return auth_; }
@@ -82,7 +83,7 @@ class QueryContext {
 
 // What a mutation function gets: its transaction, the caller, and queries and mutations by name,
 // run inside this same transaction (as Convex's ctx.runQuery / ctx.runMutation in a mutation).
-class MutationContext {
+class STAGEDB_EXPORT MutationContext {
  public:
   Transaction& db() { return transaction_; }
   const Auth& auth() const { return auth_; }
@@ -104,7 +105,7 @@ class MutationContext {
 
 // What an action gets: the caller, and functions by name, each call its own transaction, run as
 // the same caller (internal functions too).
-class ActionContext {
+class STAGEDB_EXPORT ActionContext {
  public:
   const Auth& auth() const { return auth_; }
   absl::StatusOr<Value> RunQuery(std::string_view name, const Value& args);

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "stagedb/export.h"
 
 namespace stagedb {
 
@@ -22,7 +23,7 @@ namespace internal {
 struct DocumentIdAccess;
 }
 
-class DocumentId {
+class STAGEDB_EXPORT DocumentId {
  public:
   DocumentId() = default;
 

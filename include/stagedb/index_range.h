@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "stagedb/export.h"
 #include "stagedb/value.h"
 
 namespace stagedb {
@@ -23,7 +24,7 @@ struct IndexBound {
   Value value;
 };
 
-class IndexRange {
+class STAGEDB_EXPORT IndexRange {
  public:
   IndexRange& Eq(std::string field, Value value);
   IndexRange& Gt(std::string field, Value value) { return AddBound(BoundKind::kGt, field, value); }
@@ -49,11 +50,11 @@ class IndexRange {
 };
 
 // Starting points for a chain.
-IndexRange Eq(std::string field, Value value);
-IndexRange Gt(std::string field, Value value);
-IndexRange Gte(std::string field, Value value);
-IndexRange Lt(std::string field, Value value);
-IndexRange Lte(std::string field, Value value);
+STAGEDB_EXPORT IndexRange Eq(std::string field, Value value);
+STAGEDB_EXPORT IndexRange Gt(std::string field, Value value);
+STAGEDB_EXPORT IndexRange Gte(std::string field, Value value);
+STAGEDB_EXPORT IndexRange Lt(std::string field, Value value);
+STAGEDB_EXPORT IndexRange Lte(std::string field, Value value);
 
 }  // namespace stagedb
 

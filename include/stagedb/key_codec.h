@@ -16,16 +16,17 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "stagedb/export.h"
 #include "stagedb/value.h"
 
 namespace stagedb {
 
 // Appends the encoding of `value` to `out`.
-void EncodeKey(const Value& value, std::string* out);
-std::string EncodeKey(const Value& value);
+STAGEDB_EXPORT void EncodeKey(const Value& value, std::string* out);
+STAGEDB_EXPORT std::string EncodeKey(const Value& value);
 
 // Decodes a whole key made of one or more encoded values.
-absl::StatusOr<std::vector<Value>> DecodeKey(std::string_view key);
+STAGEDB_EXPORT absl::StatusOr<std::vector<Value>> DecodeKey(std::string_view key);
 
 }  // namespace stagedb
 

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "stagedb/document.h"
+#include "stagedb/export.h"
 #include "stagedb/index_range.h"
 
 namespace stagedb {
@@ -50,7 +51,7 @@ struct QuerySpec {
   bool include_deleted = false;                 // see Query::IncludeDeleted
 };
 
-class Query {
+class STAGEDB_EXPORT Query {
  public:
   Query& WithIndex(std::string index, IndexRange range = {});
   Query& Order(SortOrder order);

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "stagedb/export.h"
+
 namespace stagedb {
 
 struct ReadRange {
@@ -21,7 +23,7 @@ struct ReadRange {
   std::string end;    // exclusive
 };
 
-class ReadSet {
+class STAGEDB_EXPORT ReadSet {
  public:
   const std::vector<ReadRange>& ranges() const { return ranges_; }
   bool empty() const { return ranges_.empty(); }

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "stagedb/document.h"
+#include "stagedb/export.h"
 #include "stagedb/id.h"
 #include "stagedb/options.h"
 #include "stagedb/query.h"
@@ -22,7 +23,7 @@ class TransactionState;
 struct ReaderAccess;
 }  // namespace internal
 
-class Reader {
+class STAGEDB_EXPORT Reader {
  public:
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;

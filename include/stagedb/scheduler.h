@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "stagedb/auth.h"
+#include "stagedb/export.h"
 #include "stagedb/id.h"
 #include "stagedb/value.h"
 
@@ -46,12 +47,12 @@ inline constexpr std::string_view kScheduledFunctionsTable = "_scheduled_functio
 // A job's `state` field holds one of these names.
 enum class JobState { kPending, kInProgress, kSuccess, kFailed, kCanceled };
 // "pending", "inProgress", "success", "failed", "canceled".
-std::string_view JobStateName(JobState state);
+STAGEDB_EXPORT std::string_view JobStateName(JobState state);
 
 // Obtained from MutationContext::scheduler() (jobs written in the mutation's transaction),
 // ActionContext::scheduler() or Database::scheduler() (each call its own transaction). Jobs run
 // as the auth of the context (or the one given to Database::scheduler).
-class Scheduler {
+class STAGEDB_EXPORT Scheduler {
  public:
   // Schedules the mutation or action `name` (internal ones too) with `args` to run `delay` from
   // now (or at `time`); returns the job's id. NotFound for an unknown function,

@@ -16,33 +16,35 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "stagedb/export.h"
 
 namespace stagedb {
 
 // `prefix` (e.g. "agt_", "sk_live_") then `random_bytes` bytes from the operating system's
 // cryptographic random source, as base32 (digits and lowercase letters without i, l, o, u).
 // Internal when the random source fails.
-absl::StatusOr<std::string> GenerateToken(std::string_view prefix, size_t random_bytes = 24);
+STAGEDB_EXPORT absl::StatusOr<std::string> GenerateToken(std::string_view prefix,
+                                                         size_t random_bytes = 24);
 
 struct HashedToken {
   std::string sha256_hex;      // what to store and look tokens up by (64 hex digits)
   std::string display_suffix;  // the last 4 characters, to show ("…x7k2") and no more
 };
-HashedToken HashToken(std::string_view token);
+STAGEDB_EXPORT HashedToken HashToken(std::string_view token);
 
 // Whether `token` hashes to `stored_sha256_hex`, comparing the hashes in constant time.
-bool TokenMatches(std::string_view token, std::string_view stored_sha256_hex);
+STAGEDB_EXPORT bool TokenMatches(std::string_view token, std::string_view stored_sha256_hex);
 
 // HMAC-SHA256 of `message` under `key`, as lowercase hex: signs what is sent out (a webhook's
 // body, with the webhook's secret as key) so the receiver can check it came from the holder of
 // the secret. Check a received signature with SignatureMatches (constant time).
-std::string HmacSha256Hex(std::string_view key, std::string_view message);
-bool SignatureMatches(std::string_view key, std::string_view message,
-                      std::string_view signature_hex);
+STAGEDB_EXPORT std::string HmacSha256Hex(std::string_view key, std::string_view message);
+STAGEDB_EXPORT bool SignatureMatches(std::string_view key, std::string_view message,
+                                     std::string_view signature_hex);
 
 // A 256-bit key for EncryptField, supplied by the host (a key file, a KMS, an environment
 // variable); InvalidArgument unless `bytes` is exactly 32 bytes.
-class FieldKey {
+class STAGEDB_EXPORT FieldKey {
  public:
   static absl::StatusOr<FieldKey> FromBytes(std::string_view bytes);
   // 64 hex digits.
@@ -58,12 +60,14 @@ class FieldKey {
 // nonce, the ciphertext and the 16-byte tag. `context` (e.g. "providerKeys.key") is
 // authenticated but not stored: decrypting needs the same context, so a ciphertext copied to
 // another field does not decrypt there.
-absl::StatusOr<std::string> EncryptField(std::string_view plaintext, const FieldKey& key,
-                                         std::string_view context = "");
+STAGEDB_EXPORT absl::StatusOr<std::string> EncryptField(std::string_view plaintext,
+                                                        const FieldKey& key,
+                                                        std::string_view context = "");
 // InvalidArgument for text that is not EncryptField's output; PermissionDenied when the key or
 // context is wrong or the ciphertext was altered.
-absl::StatusOr<std::string> DecryptField(std::string_view encrypted, const FieldKey& key,
-                                         std::string_view context = "");
+STAGEDB_EXPORT absl::StatusOr<std::string> DecryptField(std::string_view encrypted,
+                                                        const FieldKey& key,
+                                                        std::string_view context = "");
 
 }  // namespace stagedb
 

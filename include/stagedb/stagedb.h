@@ -17,5 +17,6 @@
 #include "stagedb/subscription.h"
 #include "stagedb/transaction.h"
 #include "stagedb/value.h"
+#include "stagedb/version.h"
 
 #endif  // STAGEDB_STAGEDB_H_

@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "stagedb/document.h"
+#include "stagedb/export.h"
 #include "stagedb/options.h"
 #include "stagedb/value.h"
 
@@ -62,7 +63,7 @@ struct ChangeSet {
   bool empty() const { return added.empty() && removed.empty() && changed.empty(); }
 };
 
-struct QueryUpdate {
+struct STAGEDB_EXPORT QueryUpdate {
   // The query's result, or the error it returned (an error is delivered like a result: once,
   // until it changes).
   absl::StatusOr<Value> result;
@@ -83,7 +84,7 @@ using UpdateSlot = UpdateSignal::slot_type;
 
 // A live subscription. Move-only; destroying it unsubscribes. A default-constructed handle, a
 // moved-from one and one that outlived its database are inert: every call does nothing.
-class Subscription {
+class STAGEDB_EXPORT Subscription {
  public:
   Subscription() = default;
   ~Subscription();

@@ -13,13 +13,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "stagedb/export.h"
 #include "stagedb/id.h"
 #include "stagedb/reader.h"
 #include "stagedb/value.h"
 
 namespace stagedb {
 
-class Transaction : public Reader {
+class STAGEDB_EXPORT Transaction : public Reader {
  public:
   // Inserts a document (user fields only; `_id` and `_creationTime` are assigned) and returns
   // its id. Unique indexes are checked here: a duplicate is AlreadyExists naming index and value.

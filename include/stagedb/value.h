@@ -31,6 +31,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "stagedb/export.h"
 #include "stagedb/id.h"
 
 namespace stagedb {
@@ -97,13 +98,13 @@ enum class Type : uint8_t {
 };
 
 // "int64", "float64", ...: used in error messages.
-std::string_view TypeName(Type type);
+STAGEDB_EXPORT std::string_view TypeName(Type type);
 
 struct Undefined {
   friend bool operator==(Undefined, Undefined) = default;
 };
 
-class Value {
+class STAGEDB_EXPORT Value {
  public:
   Value() : rep_(nullptr) {}  // null
   Value(std::nullptr_t) : rep_(nullptr) {}
@@ -156,8 +157,8 @@ class Value {
   // field is missing.
   const Value& operator[](std::string_view field) const;
 
-  friend bool operator==(const Value& a, const Value& b);
-  friend std::strong_ordering operator<=>(const Value& a, const Value& b);
+  friend STAGEDB_EXPORT bool operator==(const Value& a, const Value& b);
+  friend STAGEDB_EXPORT std::strong_ordering operator<=>(const Value& a, const Value& b);
 
  private:
   std::variant<Undefined, std::nullptr_t, int64_t, double, bool, std::string, Bytes, Array, Object>
@@ -165,7 +166,7 @@ class Value {
 };
 
 // Negative, zero or positive as a sorts before, with or after b in the total order above.
-int Compare(const Value& a, const Value& b);
+STAGEDB_EXPORT int Compare(const Value& a, const Value& b);
 
 inline Object::Object(std::initializer_list<value_type> fields) {
   fields_.reserve(fields.size());
@@ -220,7 +221,7 @@ inline size_t Object::erase(std::string_view name) {
 inline bool operator==(const Object& a, const Object& b) { return a.fields_ == b.fields_; }
 
 // A short human-readable rendering for error messages (JSON text, cut at `max_len` bytes).
-std::string DebugString(const Value& value, size_t max_len = 120);
+STAGEDB_EXPORT std::string DebugString(const Value& value, size_t max_len = 120);
 
 // ---- JSON text ----
 // stagedb's JSON form keeps every value distinct:
@@ -233,8 +234,8 @@ std::string DebugString(const Value& value, size_t max_len = 120);
 // On input a plain JSON number is float64 (as in Convex); int64 needs the $integer form.
 // Undefined has no JSON form: ValueToJson writes the bare word `undefined` (for messages), which
 // ValueFromJson refuses.
-absl::StatusOr<Value> ValueFromJson(std::string_view json);
-std::string ValueToJson(const Value& value);
+STAGEDB_EXPORT absl::StatusOr<Value> ValueFromJson(std::string_view json);
+STAGEDB_EXPORT std::string ValueToJson(const Value& value);
 
 // ---- Limits ----
 inline constexpr size_t kMaxDocumentBytes = 1 << 20;  // encoded document size
@@ -247,7 +248,8 @@ inline constexpr size_t kMaxArrayElements = 8192;
 // nesting at most kMaxNestingDepth (counting `depth` for `value` itself), field names non-empty,
 // at most kMaxFieldNameBytes, not starting with '$', array and object sizes within limits.
 // Errors name the path of the offending value (e.g. `meta.tags[2]`), prefixed by `path`.
-absl::Status ValidateStoredValue(const Value& value, std::string_view path = "", int depth = 1);
+STAGEDB_EXPORT absl::Status ValidateStoredValue(const Value& value, std::string_view path = "",
+                                                int depth = 1);
 
 }  // namespace stagedb
 

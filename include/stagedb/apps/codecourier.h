@@ -41,13 +41,14 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "stagedb/database.h"
+#include "stagedb/export.h"
 #include "stagedb/secrets.h"
 
 namespace stagedb::codecourier {
 
 // The CodeCourier schema (the text of schema/codecourier/codecourier.json, built into the
 // library).
-std::string_view SchemaJson();
+STAGEDB_EXPORT std::string_view SchemaJson();
 
 // One message of a sandbox conversation, as the learning extractor sees it (oldest first).
 struct SandboxMessage {
@@ -72,7 +73,7 @@ struct CodeCourierOptions {
 // Registers CodeCourier's functions (README "The CodeCourier application" lists them) on `db`,
 // which must have been opened with SchemaJson()'s tables. AlreadyExists when called twice on one
 // database.
-absl::Status RegisterFunctions(Database& db, CodeCourierOptions options = {});
+STAGEDB_EXPORT absl::Status RegisterFunctions(Database& db, CodeCourierOptions options = {});
 
 }  // namespace stagedb::codecourier
 

@@ -40,11 +40,12 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "stagedb/database.h"
+#include "stagedb/export.h"
 
 namespace stagedb::collab {
 
 // The collaboration schema (the text of schema/collab/collab.json, built into the library).
-std::string_view SchemaJson();
+STAGEDB_EXPORT std::string_view SchemaJson();
 
 // One webhook call: POST `body` (JSON) to `url` with the header
 // `X-Collab-Signature: <signature>`, where signature is "sha256=" + HMAC-SHA256 hex of the body
@@ -71,12 +72,12 @@ struct CollabOptions {
 
 // A memorable invite code, ADJECTIVE-NOUN-NN ("RAPID-DAWN-69"), drawn from the operating
 // system's cryptographic random source (stagedb::GenerateToken).
-absl::StatusOr<std::string> NewInviteCode();
+STAGEDB_EXPORT absl::StatusOr<std::string> NewInviteCode();
 
 // Registers the collaboration functions (README "The collaboration application" lists them) on
 // `db`, which must have been opened with SchemaJson()'s tables. AlreadyExists when called twice
 // on one database.
-absl::Status RegisterFunctions(Database& db, CollabOptions options = {});
+STAGEDB_EXPORT absl::Status RegisterFunctions(Database& db, CollabOptions options = {});
 
 }  // namespace stagedb::collab
 

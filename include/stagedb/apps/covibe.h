@@ -36,11 +36,12 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "stagedb/database.h"
+#include "stagedb/export.h"
 
 namespace stagedb::covibe {
 
 // The Covibe schema (the text of schema/covibe/covibe.json, built into the library).
-std::string_view SchemaJson();
+STAGEDB_EXPORT std::string_view SchemaJson();
 
 struct CovibeOptions {
   // How recent a developer's preflight check must be for a task or workstream start.
@@ -57,29 +58,29 @@ struct CovibeOptions {
 
 // Registers Covibe's functions (README "The Covibe application" lists them) on `db`, which
 // must have been opened with SchemaJson()'s tables. AlreadyExists when called twice.
-absl::Status RegisterFunctions(Database& db, CovibeOptions options = {});
+STAGEDB_EXPORT absl::Status RegisterFunctions(Database& db, CovibeOptions options = {});
 
 // The identity a verified token stands for: `verified` is covibe:verifyToken's (or
 // covibe:pollDeviceSetup's) result ({developer_id, tenant_id, workspace_id, token_id,
 // agent_type, ...}). InvalidArgument naming the first of those ids it lacks.
-absl::StatusOr<Auth> AuthFor(const Value& verified);
+STAGEDB_EXPORT absl::StatusOr<Auth> AuthFor(const Value& verified);
 
 // Calls the public tool function `name` (an MCP tool call) so that it always leaves one
 // covibe_usage_events row: tool mutations record theirs in their own transaction when they
 // succeed; for tool queries, and for any call that fails, CallTool records one (status "ok"
 // or "error") through the internal covibe:recordUsage, run as `auth` (so the row lies in the
 // caller's scope). Other functions are called as Database::Call does.
-absl::StatusOr<Value> CallTool(Database& db, std::string_view name, const Value& args,
-                               const Auth& auth);
+STAGEDB_EXPORT absl::StatusOr<Value> CallTool(Database& db, std::string_view name,
+                                              const Value& args, const Auth& auth);
 
 // The names of the functions that are MCP tool calls (CallTool records their usage).
-const std::vector<std::string>& ToolNames();
+STAGEDB_EXPORT const std::vector<std::string>& ToolNames();
 
 // Schema health, as the seed's /api/health: the tables, fields and indexes Covibe needs,
 // compared with the database's schema in force. "ok" when nothing is missing, else "degraded".
 // An index whose fields or unique flag differ from Covibe's counts as missing; so does a missing
 // or different scope, and a missing or different TTL declaration.
-struct HealthReport {
+struct STAGEDB_EXPORT HealthReport {
   std::string status;                        // "ok" or "degraded"
   std::vector<std::string> missing_tables;   // "covibe_share_links"
   std::vector<std::string> missing_columns;  // "covibe_tasks.task_type"
@@ -88,11 +89,11 @@ struct HealthReport {
   std::vector<std::string> missing_ttls;     // "covibe_setup_device_grants" (ttl lost/changed)
   Value ToValue() const;
 };
-absl::StatusOr<HealthReport> Doctor(Database& db);
+STAGEDB_EXPORT absl::StatusOr<HealthReport> Doctor(Database& db);
 
 // Whether two repo-relative paths overlap: equal, or one is a directory prefix of the other
 // ("src/api" and "src/api/users.ts"). Leading "./" and trailing "/" are ignored.
-bool PathsOverlap(std::string_view a, std::string_view b);
+STAGEDB_EXPORT bool PathsOverlap(std::string_view a, std::string_view b);
 
 }  // namespace stagedb::covibe
 

@@ -32,12 +32,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "stagedb/database.h"
+#include "stagedb/export.h"
 #include "stagedb/file_storage.h"
 
 namespace stagedb::stage {
 
 // The Stage schema (the text of schema/stage/stage.json, built into the library).
-std::string_view SchemaJson();
+STAGEDB_EXPORT std::string_view SchemaJson();
 
 // The path of a session's workflow manifest; writing it validates it (ValidateWorkflowManifest).
 inline constexpr std::string_view kWorkflowManifestPath = "/app/shift.workflows.json";
@@ -47,7 +48,7 @@ inline constexpr std::string_view kWorkflowManifestPath = "/app/shift.workflows.
 // "sheets.updateRow", "billing.createItem", "pulse.track", "ledger.audit", "message.send",
 // "response.template"). InvalidArgument saying where (`workflows.onSignup.steps[2].kind`) and
 // what was expected.
-absl::Status ValidateWorkflowManifest(std::string_view text);
+STAGEDB_EXPORT absl::Status ValidateWorkflowManifest(std::string_view text);
 
 struct StageOptions {
   // Turns a drive recording's bytes into text (the host's speech-to-text service); called by the
@@ -61,7 +62,7 @@ struct StageOptions {
 
 // Registers Stage's functions (README "The Stage application" lists them) on `db`, which must
 // have been opened with SchemaJson()'s tables. AlreadyExists when called twice on one database.
-absl::Status RegisterFunctions(Database& db, StageOptions options = {});
+STAGEDB_EXPORT absl::Status RegisterFunctions(Database& db, StageOptions options = {});
 
 }  // namespace stagedb::stage
 
